@@ -1,0 +1,1 @@
+"""Search spaces: one Python file per space, each defining ``SPEC = SweepSpec(...)``."""

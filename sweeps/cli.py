@@ -1,0 +1,121 @@
+"""``python -m sweeps COMMAND``: run, resume, report, list, data synth."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table, not a box per result
+
+
+def _run(a) -> int:
+    from .runner import run
+
+    run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
+        gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
+        progress=not a.no_progress)
+    return 0
+
+
+def _resume(a) -> int:
+    from .runner import resume
+
+    resume(a.run, address=a.address, dashboard_host=a.dashboard_host, progress=not a.no_progress)
+    return 0
+
+
+def _report(a) -> int:
+    from .report import write_report
+    from .runner import reports_root, runs_root
+
+    run_dir = runs_root() / a.run
+    if not (run_dir / "sweep.json").exists():
+        raise FileNotFoundError(f"no run {a.run!r} under {runs_root()}")
+    print(write_report(run_dir, reports_root() / a.run))
+    return 0
+
+
+def _list(a) -> int:
+    from trainables.data import COHORTS
+    from trainables.encoders import ENCODERS, SLICE_STEPS, TENSOR_STEPS
+
+    from .spec import COMPONENTS, available_spaces, load_space
+
+    print("search spaces:")
+    for name in available_spaces():
+        try:
+            spec = load_space(name)
+            print(f"  {name:<22} {spec.description}")
+        except Exception as exc:  # a broken space is listed with its error, not hidden
+            print(f"  {name:<22} ERROR: {exc}")
+    tables = {"cohort": COHORTS, "encoder": ENCODERS, **COMPONENTS}
+    for kind, table in tables.items():
+        print(f"{kind}s: {', '.join(sorted(table))}")
+    print(f"preprocessing steps ('+'-joined): {', '.join(sorted([*SLICE_STEPS, *TENSOR_STEPS, 'resize']))}")
+    return 0
+
+
+def _synth(a) -> int:
+    from trainables.data import synthetic
+
+    out = synthetic.generate(a.out, seed=a.seed, n_patients=a.patients)
+    print(out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a search space as a Ray Tune + Optuna sweep and write its report")
+    r.add_argument("space", help="a search space name (see `list`)")
+    r.add_argument("--trials", type=int, help="number of trials (default: the space's num_samples)")
+    r.add_argument("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
+    r.add_argument("--cpus-per-trial", type=float, default=1)
+    r.add_argument("--gpus-per-trial", type=float, default=0, help="fractional allowed, e.g. 0.25")
+    r.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
+    r.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
+    r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(fn=_run)
+
+    s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")
+    s.add_argument("run")
+    s.add_argument("--address")
+    s.add_argument("--dashboard-host", default="127.0.0.1")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(fn=_resume)
+
+    rp = sub.add_parser("report", help="(re)write the report of a finished or interrupted run")
+    rp.add_argument("run")
+    rp.set_defaults(fn=_report)
+
+    ls = sub.add_parser("list", help="search spaces and every registered component")
+    ls.set_defaults(fn=_list)
+
+    d = sub.add_parser("data", help="datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    sy = dsub.add_parser("synth", help="write the built-in synthetic cohort as DICOM")
+    sy.add_argument("--out", required=True)
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--patients", type=int, default=300)
+    sy.set_defaults(fn=_synth)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    a = parser().parse_args(argv)
+    from trainables.registry import UnknownComponentError
+
+    from .runner import ResourceError
+    from .spec import SpecError
+
+    try:
+        return a.fn(a)
+    except (SpecError, ResourceError, UnknownComponentError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

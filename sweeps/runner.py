@@ -1,0 +1,249 @@
+"""Runs a sweep: cohort -> embeddings (cached) -> Ray Tune + Optuna trials -> report.
+
+Run state lives in ``<home>/runs/<run>/`` (Tune's experiment folder plus our ``sweep.json``), so a
+run killed at any point can be resumed with ``python -m sweeps resume RUN``: Tune restores its
+experiment state and the Optuna searcher, finished trials are kept, unfinished ones are rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+from .spec import SweepSpec, load_space
+
+log = logging.getLogger("sweeps")
+
+
+class ResourceError(RuntimeError):
+    """The sweep asks for resources the cluster does not have; raised before any trial starts."""
+
+
+def home() -> Path:
+    return Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")).resolve()
+
+
+def runs_root() -> Path:
+    return home() / "runs"
+
+
+def reports_root() -> Path:
+    return Path(os.environ.get("SWEEPS_REPORTS", Path.cwd() / "reports")).resolve()
+
+
+def check_gpu_request(gpus_per_trial: float, available: float | None = None) -> None:
+    """Fail at once if trials ask for GPUs that are not there (a trial waiting for a GPU that never
+    comes would sit PENDING forever)."""
+    if gpus_per_trial < 0:
+        raise ResourceError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
+    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
+        raise ResourceError(f"--gpus-per-trial above 1 must be a whole number, got {gpus_per_trial}")
+    if gpus_per_trial == 0:
+        return
+    if available is None:
+        import torch
+
+        available = float(torch.cuda.device_count())
+    if available < gpus_per_trial:
+        raise ResourceError(
+            f"each trial asks for {gpus_per_trial} GPU but {'this machine' if available == 0 else 'the cluster'} "
+            f"has {available:g} GPU(s). Run with --gpus-per-trial 0 (CPU), or join a cluster that has GPUs with --address."
+        )
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "timm", "ray", "optuna", "scikit-learn", "lightgbm", "imbalanced-learn", "pydicom", "numpy", "pandas"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def prepare(spec: SweepSpec, *, progress: bool = True):
+    """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
+    from trainables.data import COHORTS
+    from trainables.embed import embed_cohort
+    from trainables.registry import build
+    from trainables.trainable import DataHandle
+
+    t0 = time.time()
+    cohort = build(COHORTS, {"name": spec.cohort, spec.cohort: spec.cohort_options}, "cohort")
+    log.info("cohort %s: %d samples, %d patients, %d instances (%.1fs)", cohort.name, len(cohort.samples),
+             cohort.samples["patient_id"].nunique(), len(cohort.instances), time.time() - t0)
+    fp = cohort.fingerprint()
+    entries = {}
+    for enc, pre in spec.embeddings():
+        entry = embed_cohort(cohort, enc, pre, fingerprint=fp, progress=progress)
+        entries[f"{enc}|{pre}"] = str(entry.path)
+    tab = cohort.samples[cohort.tabular].reset_index(drop=True) if cohort.tabular else None
+    handle = DataHandle(
+        sample_ids=cohort.samples["sample_id"].tolist(), y=cohort.labels(), groups=cohort.samples["patient_id"].to_numpy(),
+        class_names=cohort.targets[0].classes, modalities=cohort.modalities, tabular=tab, entries=entries,
+        metric=spec.metric, mode=spec.mode, folds=spec.folds, seed=spec.seed, arms=spec.compare,
+    )
+    return cohort, fp, handle
+
+
+def cohort_summary(cohort) -> dict:
+    s, i = cohort.samples, cohort.instances
+    present = i.groupby("modality")["sample_id"].nunique().to_dict()
+    t = cohort.targets[0]
+    return {
+        "name": cohort.name, "description": cohort.description, "samples": len(s), "patients": int(s["patient_id"].nunique()),
+        "instances": len(i), "modalities": {m: {"present": int(present.get(m, 0)), "missing": len(s) - int(present.get(m, 0))}
+                                            for m in cohort.modalities},
+        "target": t.name, "classes": list(t.classes),
+        "label_counts": {c: int((s[t.name] == c).sum()) for c in t.classes},
+        "tabular": cohort.tabular, "text": cohort.text,
+    }
+
+
+def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dashboard without a token; it listens on 127.0.0.1
+    if ray.is_initialized():
+        return None
+    kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    if not address:
+        kwargs.update(include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
+    ctx = ray.init(**kwargs)
+    url = getattr(ctx, "dashboard_url", None)
+    if url:
+        print(f"Ray dashboard: http://{url}", flush=True)
+    return ctx
+
+
+def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
+        gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
+        dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True) -> Path:
+    spec = load_space(space)
+    if not address:
+        check_gpu_request(gpus_per_trial)  # before anything slow
+    run_name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = runs_root() / run_name
+    if run_dir.exists():
+        raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
+    cohort, fp, handle = prepare(spec, progress=progress)
+    options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
+               "gpus_per_trial": gpus_per_trial, "address": address}
+    start_ray(address, dashboard_host, None)
+    _tune(spec, handle, run_dir, options, cohort_summary(cohort), fp, restore=False)
+    return _finish(run_dir, write_report)
+
+
+def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "127.0.0.1", progress: bool = True,
+           write_report: bool = True) -> Path:
+    run_dir = runs_root() / run_name
+    meta_path = run_dir / "sweep.json"
+    if not meta_path.exists():
+        known = sorted(p.name for p in runs_root().glob("*") if (p / "sweep.json").exists()) if runs_root().exists() else []
+        raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}")
+    meta = json.loads(meta_path.read_text())
+    spec = load_space(meta["space"])
+    options = meta["options"]
+    if address:
+        options["address"] = address
+    if not options.get("address"):
+        check_gpu_request(options["gpus_per_trial"])
+    cohort, fp, handle = prepare(spec, progress=progress)
+    if fp != meta["fingerprint"]:
+        raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
+                           "start a new run instead")
+    start_ray(options.get("address"), dashboard_host, None)
+    _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
+    return _finish(run_dir, write_report)
+
+
+def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: str, restore: bool) -> None:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables.trainable import sweep_trial
+
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    check_gpu_request(options["gpus_per_trial"], cluster_gpus)
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    concurrency = options["concurrency"] or max(1, int(cpus // options["cpus_per_trial"]))
+    if options["gpus_per_trial"]:
+        concurrency = min(concurrency, int(cluster_gpus / options["gpus_per_trial"] + 1e-9))
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, handle=handle),
+        {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]},
+    )
+    if restore:
+        log.info("resuming %s: finished trials are kept, unfinished ones rerun", run_dir.name)
+        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+    else:
+        run_dir.mkdir(parents=True)
+        meta = {"space": spec.name, "options": options, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
+                "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
+                "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "description": spec.description}
+        (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
+        import numpy as np
+
+        np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names))
+        searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
+                                sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=spec.space,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options["num_samples"],
+                                        max_concurrent_trials=concurrency, reuse_actors=True,
+                                        trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,
+                                      progress_reporter=_reporter(spec),
+                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+        )
+    log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
+             options["cpus_per_trial"], options["gpus_per_trial"])
+    tuner.fit()  # a trial that raises is recorded (error.txt) and the sweep goes on
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _reporter(spec: SweepSpec):
+    from ray.tune import CLIReporter
+
+    params = [k for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
+    return CLIReporter(metric_columns=[spec.metric, "auc_macro", "best_arm"], parameter_columns=params,
+                       max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
+
+
+def _finish(run_dir: Path, write_report: bool) -> Path:
+    if not write_report:
+        return run_dir
+    from .report import write_report as _write
+
+    out = _write(run_dir, reports_root() / run_dir.name)
+    print(f"Report: {out}", flush=True)
+    return out
+
+
+def _space_repr(space) -> dict:
+    def conv(v):
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        from ray.tune.search.sample import Categorical, Domain
+
+        if isinstance(v, Categorical):
+            return {"choice": list(v.categories)}
+        if isinstance(v, Domain):
+            return {"domain": repr(v)}
+        return v
+
+    return conv(space)

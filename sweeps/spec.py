@@ -1,0 +1,149 @@
+"""SweepSpec: what a search space file declares, and the checks run on it before anything starts.
+
+A search space is a Python file in ``search_spaces/`` that defines ``SPEC = SweepSpec(...)``. The
+space is a nested dict of plain values and Ray Tune domains (``tune.choice``, ``tune.loguniform``,
+...). Never nest a ``tune.choice`` inside another (OptunaSearch cannot express it): give each
+component's parameters in a sub-dict keyed by the component name instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune.search.sample import Categorical, Domain
+
+from trainables.encoders import ENCODERS, parse_preprocessing
+from trainables.fusion import FUSIONS
+from trainables.heads import HEADS
+from trainables.metrics import METRICS
+from trainables.pooling import POOLINGS
+from trainables.registry import Registry, UnknownComponentError
+from trainables.sampling import SAMPLINGS
+
+
+class SpecError(ValueError):
+    """A search space that cannot run; the message names the field."""
+
+
+COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "sampling": SAMPLINGS, "head": HEADS}
+# keys a trial config may hold, besides the components
+SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular"}
+POOL_TRAINING = {"epochs", "lr", "weight_decay", "batch_size"}  # fit_poolers options accepted in pooling params
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    space: dict[str, Any]
+    cohort: str = "synthetic"
+    cohort_options: dict[str, Any] = field(default_factory=dict)
+    metric: str = "f1_macro"
+    mode: str = "max"
+    num_samples: int = 16
+    compare: dict[str, list[str]] = field(default_factory=dict)  # {"pooling": ["mean", "attention"]}
+    folds: int = 5
+    seed: int = 0
+    description: str = ""
+
+    def validate(self) -> None:
+        if self.metric not in METRICS:
+            raise SpecError(f"space {self.name!r}: metric {self.metric!r} unknown; metrics: {', '.join(METRICS)}")
+        if self.mode not in ("max", "min"):
+            raise SpecError(f"space {self.name!r}: mode must be 'max' or 'min', got {self.mode!r}")
+        allowed = SETTINGS | set(COMPONENTS)
+        for key in self.space:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise SpecError(f"space {self.name!r}: unknown field {key!r}.{hint} Fields: {', '.join(sorted(allowed))}")
+        for key in ("encoder", "pooling", "head"):
+            if key not in self.space and not (key == "pooling" and self.compare.get("pooling")):
+                raise SpecError(f"space {self.name!r}: field {key!r} is required")
+        try:
+            for enc in values_of(self.space.get("encoder")):
+                ENCODERS.check(enc, f"{self.name}.encoder")
+            for pre in values_of(self.space.get("preprocessing", "grayscale_norm")):
+                parse_preprocessing(pre, f"{self.name}.preprocessing")
+            for kind, table in COMPONENTS.items():
+                if kind in self.space:
+                    _check_component(self.name, kind, table, self.space[kind])
+            for dim, arms in self.compare.items():
+                if dim != "pooling":
+                    raise SpecError(f"space {self.name!r}: compare supports 'pooling' only, got {dim!r}")
+                if len(arms) < 2:
+                    raise SpecError(f"space {self.name!r}: compare.pooling needs at least two poolings")
+                for a in arms:
+                    POOLINGS.check(a, f"{self.name}.compare.pooling")
+        except UnknownComponentError as exc:
+            raise SpecError(str(exc)) from None
+
+    def embeddings(self) -> list[tuple[str, str]]:
+        """Every (encoder, preprocessing) pair the space can ask for: what the embed stage computes."""
+        return [(e, p) for e in values_of(self.space["encoder"])
+                for p in values_of(self.space.get("preprocessing", "grayscale_norm"))]
+
+
+def values_of(v: Any) -> list[Any]:
+    """The values a space entry can take: a constant, or a categorical's categories."""
+    if isinstance(v, Categorical):
+        return list(v.categories)
+    if isinstance(v, Domain):
+        raise SpecError(f"a component name must be a constant or tune.choice, got {type(v).__name__}")
+    if isinstance(v, dict) and "grid_search" in v:
+        return list(v["grid_search"])
+    return [v]
+
+
+def _check_component(space: str, kind: str, table: Registry, value: Any) -> None:
+    where = f"{space}.{kind}"
+    if isinstance(value, dict):
+        if "name" not in value and kind != "pooling":
+            raise SpecError(f"{where}: a component dict needs a 'name' key")
+        names = values_of(value["name"]) if "name" in value else []
+        for n in names:
+            table.check(n, f"{where}.name")
+        for sub, params in value.items():
+            if sub == "name":
+                continue
+            table.check(sub, f"{where}.{sub}")
+            if not isinstance(params, dict):
+                raise SpecError(f"{where}.{sub}: parameters must be a dict")
+            _check_params(where + "." + sub, table[sub], params, extra=POOL_TRAINING if kind == "pooling" else set())
+    else:
+        for n in values_of(value):
+            table.check(n, where)
+
+
+def _check_params(where: str, factory, params: dict, extra: set[str]) -> None:
+    sig = inspect.signature(factory)
+    valid = {p for p in sig.parameters if p not in ("self", "in_dim", "seed")} | extra
+    for p in params:
+        if p not in valid:
+            close = difflib.get_close_matches(p, sorted(valid), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"{where}: unknown parameter {p!r}.{hint} Parameters: {', '.join(sorted(valid)) or 'none'}")
+
+
+def available_spaces() -> list[str]:
+    import search_spaces
+
+    return sorted(m.name for m in pkgutil.iter_modules(search_spaces.__path__) if not m.name.startswith("_"))
+
+
+def load_space(name: str) -> SweepSpec:
+    spaces = available_spaces()
+    if name not in spaces:
+        close = difflib.get_close_matches(name, spaces, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"unknown search space {name!r}.{hint} Spaces: {', '.join(spaces)}")
+    mod = importlib.import_module(f"search_spaces.{name}")
+    spec = getattr(mod, "SPEC", None)
+    if not isinstance(spec, SweepSpec):
+        raise SpecError(f"search_spaces/{name}.py defines no SPEC = SweepSpec(...)")
+    spec.validate()
+    return spec

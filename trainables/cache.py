@@ -1,0 +1,89 @@
+"""The embedding cache: one entry per (cohort content, encoder + weights, preprocessing, input size).
+
+An entry is a folder ``<root>/<key>/`` holding ``embeddings.npy`` (N, D) float32 in the cohort's
+instance order, ``index.csv`` (sample_id, modality, order: no paths, nothing from a header) and
+``meta.json``. It is written into a temporary sibling folder and renamed into place in one step, so
+a write interrupted midway (a crash, a kill) leaves no readable entry, only a ``.tmp-*`` folder that
+is ignored and swept later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CACHE_VERSION = 1
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")) / "cache"
+
+
+def make_key(**parts) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True)
+    return hashlib.blake2b(blob.encode(), digest_size=12).hexdigest()
+
+
+@dataclass
+class Entry:
+    key: str
+    path: Path
+    embeddings: np.ndarray  # (N, D), memory-mapped
+    index: pd.DataFrame
+    meta: dict
+
+
+def lookup(root: Path, key: str) -> Entry | None:
+    path = Path(root) / key
+    if not (path / "meta.json").exists():
+        return None
+    meta = json.loads((path / "meta.json").read_text())
+    emb = np.load(path / "embeddings.npy", mmap_mode="r")
+    index = pd.read_csv(path / "index.csv", dtype={"sample_id": str})
+    if len(index) != emb.shape[0]:
+        raise RuntimeError(f"{path}: cache entry is inconsistent ({len(index)} index rows, {emb.shape[0]} embeddings)")
+    return Entry(key, path, emb, index, meta)
+
+
+def write(root: Path, key: str, embeddings: np.ndarray, index: pd.DataFrame, meta: dict) -> Entry:
+    """Write an entry atomically; if another process won the race, keep theirs."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
+        index[["sample_id", "modality", "order"]].to_csv(tmp / "index.csv", index=False)
+        (tmp / "meta.json").write_text(json.dumps({**meta, "key": key, "created": time.time()}, indent=1))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            os.rename(tmp, root / key)
+        except OSError:  # the entry appeared meanwhile (a concurrent writer): theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    entry = lookup(root, key)
+    assert entry is not None
+    return entry
+
+
+def sweep_stale(root: Path, older_than_s: float = 3600) -> int:
+    """Remove temporary folders left by interrupted writes; returns how many."""
+    n = 0
+    for p in Path(root).glob(".tmp-*"):
+        if time.time() - p.stat().st_mtime > older_than_s:
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n

@@ -1,0 +1,126 @@
+"""The canonical cohort form every adapter produces and every later stage consumes.
+
+A cohort is three things:
+
+- ``samples``: one row per sample (a study): ``sample_id`` (unique), ``patient_id`` (the grouping key
+  for every split: a patient never sits on both sides), one column per target, tabular columns, text
+  columns.
+- ``instances``: one row per image instance: ``sample_id``, ``modality``, ``order`` (slice position,
+  ascending), ``path`` (absolute), ``frame`` (frame index for multi-frame files, 0 otherwise).
+- ``targets``: what is predicted and how.
+
+Identifiers: ``sample_id`` and ``patient_id`` are the adapter's pseudonymous keys (folder names,
+generator codes, hashed values). Nothing read from a DICOM header that identifies a person (names,
+ids, birth dates) is ever placed in a cohort: the DICOM reader only returns pixels and geometry.
+
+A sample may lack any modality: that is a sample with no instance rows for it, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+TargetKind = Literal["multiclass", "binary"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One predicted column. ``classes`` lists the labels in index order."""
+
+    name: str
+    kind: TargetKind
+    classes: tuple[str, ...]
+
+
+class CohortError(ValueError):
+    """A cohort that breaks the contract; the message names the row, column or file."""
+
+
+@dataclass
+class Cohort:
+    name: str
+    samples: pd.DataFrame
+    instances: pd.DataFrame
+    targets: list[Target]
+    modalities: list[str]
+    tabular: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- contract -------------------------------------------------------------------------------
+    def validate(self) -> None:
+        s, i = self.samples, self.instances
+        for col in ("sample_id", "patient_id"):
+            if col not in s.columns:
+                raise CohortError(f"cohort {self.name!r}: samples table has no {col!r} column")
+        dup = s["sample_id"][s["sample_id"].duplicated()]
+        if len(dup):
+            raise CohortError(f"cohort {self.name!r}: duplicate sample_id {dup.iloc[0]!r}")
+        for t in self.targets:
+            if t.name not in s.columns:
+                raise CohortError(f"cohort {self.name!r}: target column {t.name!r} missing from samples")
+            bad = ~s[t.name].isin(t.classes)
+            if bad.any():
+                row = s[bad].iloc[0]
+                raise CohortError(
+                    f"cohort {self.name!r}: sample {row['sample_id']!r} has label {row[t.name]!r} "
+                    f"for target {t.name!r}; known labels: {list(t.classes)}"
+                )
+        for col in ("sample_id", "modality", "order", "path", "frame"):
+            if col not in i.columns:
+                raise CohortError(f"cohort {self.name!r}: instances table has no {col!r} column")
+        unknown_sample = ~i["sample_id"].isin(s["sample_id"])
+        if unknown_sample.any():
+            raise CohortError(
+                f"cohort {self.name!r}: instance {i[unknown_sample].iloc[0]['path']!r} belongs to "
+                f"unknown sample {i[unknown_sample].iloc[0]['sample_id']!r}"
+            )
+        unknown_mod = ~i["modality"].isin(self.modalities)
+        if unknown_mod.any():
+            raise CohortError(
+                f"cohort {self.name!r}: instance {i[unknown_mod].iloc[0]['path']!r} has modality "
+                f"{i[unknown_mod].iloc[0]['modality']!r}; declared modalities: {self.modalities}"
+            )
+        for col in self.tabular + self.text:
+            if col not in s.columns:
+                raise CohortError(f"cohort {self.name!r}: declared column {col!r} missing from samples")
+
+    # -- helpers --------------------------------------------------------------------------------
+    def target(self, name: str | None = None) -> Target:
+        if name is None:
+            return self.targets[0]
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise CohortError(f"cohort {self.name!r} has no target {name!r}; targets: {[t.name for t in self.targets]}")
+
+    def labels(self, name: str | None = None) -> np.ndarray:
+        """Integer class index per sample, in ``samples`` order."""
+        t = self.target(name)
+        lookup = {c: k for k, c in enumerate(t.classes)}
+        return self.samples[t.name].map(lookup).to_numpy(dtype=np.int64)
+
+    def fingerprint(self, content: bool = True) -> str:
+        """A hash of the cohort's tables and, with ``content``, of every instance file's bytes.
+
+        This is the cohort part of every embedding cache key: change a pixel, a label or a path
+        and the key changes.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.name.encode())
+        cols = ["sample_id", "modality", "order", "frame"]
+        inst = self.instances.sort_values(["sample_id", "modality", "order"])
+        h.update(pd.util.hash_pandas_object(inst[cols], index=False).values.tobytes())
+        if content:
+            for p in inst["path"]:
+                with open(p, "rb") as fh:
+                    h.update(hashlib.blake2b(fh.read(), digest_size=16).digest())
+        return h.hexdigest()

@@ -1,0 +1,83 @@
+"""Metrics from out-of-fold predictions, and patient-level bootstrap confidence intervals.
+
+``compute_metrics(y_true, proba, class_names)`` returns a flat dict with fixed names: ``accuracy``,
+``f1_macro``, ``auc_macro`` (one-vs-rest, macro over the classes present), ``balanced_accuracy``
+and ``recall_<class>`` for each class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
+
+METRICS = ("accuracy", "f1_macro", "auc_macro", "balanced_accuracy")
+
+
+def auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return float("nan")
+    aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
+    return float(np.mean(aucs))
+
+
+def compute_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str] | tuple[str, ...]) -> dict[str, float]:
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba)
+    if len(y_true) != len(proba):
+        raise ValueError(f"y_true has {len(y_true)} rows but proba has {len(proba)}")
+    if not np.isfinite(proba).all():
+        raise ValueError("predicted probabilities contain NaN or inf")
+    labels = np.arange(len(class_names))
+    pred = proba.argmax(1)
+    out = {
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "f1_macro": float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+        "auc_macro": auc_macro(y_true, proba),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
+    }
+    rec = recall_score(y_true, pred, labels=labels, average=None, zero_division=0)
+    for name, r in zip(class_names, rec):
+        out[f"recall_{name}"] = float(r)
+    return out
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    groups: np.ndarray,
+    metric: str,
+    class_names,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``metric``, resampling patients (all of a patient's samples together)."""
+    rng = np.random.default_rng(seed)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(uniq), len(uniq))
+        idx = np.concatenate([members[k] for k in pick])
+        v = compute_metrics(y_true[idx], proba[idx], class_names)[metric] if metric.startswith("recall_") else _one(
+            metric, y_true[idx], proba[idx], len(class_names))
+        if np.isfinite(v):
+            vals.append(v)
+    if not vals:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def _one(metric: str, y: np.ndarray, proba: np.ndarray, k: int) -> float:
+    pred = proba.argmax(1)
+    if metric == "accuracy":
+        return float((pred == y).mean())
+    if metric == "f1_macro":
+        return float(f1_score(y, pred, labels=np.arange(k), average="macro", zero_division=0))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y, pred))
+    if metric == "auc_macro":
+        return auc_macro(y, proba)
+    raise KeyError(f"unknown metric {metric!r}; metrics: {', '.join(METRICS)}")

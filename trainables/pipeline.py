@@ -1,0 +1,165 @@
+"""One trial's work, without Ray: cached embeddings -> per fold (standardise -> pool -> fuse ->
+sample -> head) -> out-of-fold probabilities -> metrics.
+
+Everything learned is fitted on the fold's training part only: the instance standardisation, the
+attention poolings, the tabular imputation and scaling, the resampling and the head. The scored
+part is only ever transformed.
+
+A trial config looks like::
+
+    {"encoder": "resnet18", "preprocessing": "grayscale_norm", "pca_dim": 64, "pooling": {"name": "attention",
+     "attention": {"hidden_dim": 64}}, "fusion": "concat", "sampling": "class_weight",
+     "head": {"name": "logreg", "logreg": {"C": 0.1}}, "tabular": True}
+
+``arms`` runs the same config once per value of one dimension (the compared one, e.g. every
+pooling), on the same folds: the paired design the report's comparison tables rely on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .fusion import FUSIONS
+from .heads import HEADS, fit_head, predict_proba_full
+from .metrics import METRICS, compute_metrics
+from .pooling import POOLINGS, fit_poolers, pool
+from .registry import build, split_spec
+from .sampling import SAMPLINGS, balanced_class_weight
+from .splits import grouped_folds
+
+
+@dataclass
+class TrialData:
+    """What a trial needs, built once per worker process from the cohort and the cache."""
+
+    y: np.ndarray  # (n,) class index
+    groups: np.ndarray  # (n,) pseudonymous patient id
+    class_names: tuple[str, ...]
+    modalities: list[str]
+    bags: dict[str, tuple[np.ndarray, np.ndarray]]  # modality -> (X (n, N, D), mask (n, N))
+    tabular: pd.DataFrame | None = None  # (n, T) raw, NaN allowed
+    extra: dict = field(default_factory=dict)
+
+
+def build_bags(embeddings: np.ndarray, index: pd.DataFrame, sample_ids: list[str], modalities: list[str]):
+    """Group instance embeddings into padded bags per modality: (n, N_max, D) and a mask (n, N_max)."""
+    pos = {s: k for k, s in enumerate(sample_ids)}
+    idx = index.reset_index(drop=True)
+    bags = {}
+    for m in modalities:
+        rows = idx[idx["modality"] == m]
+        rows = rows.sort_values(["sample_id", "order"], kind="stable")
+        counts = rows.groupby("sample_id", sort=False).size()
+        n_max = int(counts.max()) if len(counts) else 1
+        X = np.zeros((len(sample_ids), n_max, embeddings.shape[1]), dtype=np.float32)
+        mask = np.zeros((len(sample_ids), n_max), dtype=bool)
+        for sid, grp in rows.groupby("sample_id", sort=False):
+            if sid not in pos:
+                continue
+            k = len(grp)
+            X[pos[sid], :k] = embeddings[grp.index.to_numpy()]
+            mask[pos[sid], :k] = True
+        bags[m] = (X, mask)
+    return bags
+
+
+def _standardise(bags, train, pca_dim: int = 0):
+    """Per-modality standardisation, then (``pca_dim`` > 0) projection on the top principal
+    components, both fitted on the training samples' real instances only."""
+    out = {}
+    for m, (X, mask) in bags.items():
+        real = X[train][mask[train]]  # (n_inst, D)
+        if len(real) < 2:
+            mu, sd = np.zeros(X.shape[-1], np.float32), np.ones(X.shape[-1], np.float32)
+        else:
+            mu, sd = real.mean(0), real.std(0) + 1e-6
+        Z = (X - mu) / sd  # (n, N, D)
+        if pca_dim and pca_dim < X.shape[-1] and len(real) > pca_dim:
+            R = (real - mu) / sd
+            evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
+            W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))  # whitened
+            Z = Z @ W  # (n, N, k)
+        out[m] = (Z * mask[..., None]).astype(np.float32), mask
+    return out
+
+
+def _tabular(df: pd.DataFrame, train: np.ndarray) -> np.ndarray:
+    """Median imputation with missing indicators, scaling and one-hot encoding, fitted on ``train``."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    num = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+    cat = [c for c in df.columns if c not in num]
+    ct = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), num),
+        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore",
+                                                                                      sparse_output=False)), cat),
+    ])
+    ct.fit(df.iloc[train])
+    return np.asarray(ct.transform(df), dtype=np.float32)
+
+
+def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
+             seed: int = 0) -> dict[str, dict]:
+    """Run the config (once per arm) over patient-grouped folds; returns {arm: {"proba", "metrics", "fold_metrics"}}."""
+    arm_dim, arm_values = next(iter(arms.items())) if arms else (None, [None])
+    if arm_dim not in (None, "pooling"):
+        raise ValueError(f"comparing arms over {arm_dim!r} is not supported; only 'pooling'")
+    n_classes = len(data.class_names)
+    folds = grouped_folds(data.y, data.groups, n_folds, seed)
+    results = {}
+    sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
+    fusion = build(FUSIONS, config.get("fusion", "concat"), "fusion")
+    head = build(HEADS, config["head"], "head", seed=seed)
+    use_tab = bool(config.get("tabular", False)) and data.tabular is not None
+    pool_spec = config["pooling"]
+    for arm in arm_values:
+        if arm is not None:
+            _, params = split_spec({**(pool_spec if isinstance(pool_spec, dict) else {}), "name": arm})
+            pool_spec_arm = {"name": arm, arm: params}
+        else:
+            pool_spec_arm = pool_spec
+        pool_name, pool_params = split_spec(pool_spec_arm, "pooling")
+        train_opts = {k: pool_params.pop(k) for k in ("epochs", "lr", "weight_decay") if k in pool_params}
+        proba = np.zeros((len(data.y), n_classes))
+        fold_metrics = []
+        for f, (tr, te) in enumerate(folds):
+            bags = _standardise(data.bags, tr, int(config.get("pca_dim", 0) or 0))
+            poolers = {m: build(POOLINGS, {"name": pool_name, pool_name: pool_params}, "pooling",
+                                in_dim=bags[m][0].shape[-1]) for m in data.modalities}
+            cw = balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
+            fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, data.y[tr], n_classes,
+                        class_weight=cw, seed=seed + f, **train_opts)
+            vectors = {m: pool(poolers[m], *bags[m]) for m in data.modalities}
+            presence = np.stack([bags[m][1].any(1) for m in data.modalities], 1)  # (n, M)
+            X = fusion.fuse(vectors, presence)
+            if use_tab:
+                X = np.concatenate([X, _tabular(data.tabular, tr)], 1)
+            Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed + f)
+            model = fit_head(head, Xtr, ytr, w)
+            proba[te] = predict_proba_full(model, X[te], n_classes)
+            fold_metrics.append(compute_metrics(data.y[te], proba[te], data.class_names))
+        results[arm if arm is not None else pool_name] = {
+            "proba": proba, "metrics": compute_metrics(data.y, proba, data.class_names), "fold_metrics": fold_metrics,
+        }
+    return results
+
+
+def flatten(results: dict[str, dict], metric: str, mode: str = "max") -> dict[str, float]:
+    """Tune-reportable flat dict: the objective (best arm), and every arm's metrics and fold spread."""
+    pick = max if mode == "max" else min
+    best_arm = pick(results, key=lambda a: np.nan_to_num(results[a]["metrics"][metric], nan=-np.inf if mode == "max" else np.inf))
+    out: dict[str, float] = {k: v for k, v in results[best_arm]["metrics"].items()}
+    out["best_arm"] = best_arm
+    for arm, r in results.items():
+        for k, v in r["metrics"].items():
+            out[f"arm/{arm}/{k}"] = v
+        for k in METRICS:
+            vals = np.array([fm[k] for fm in r["fold_metrics"]], dtype=float)
+            out[f"arm/{arm}/{k}_fold_sd"] = float(np.nanstd(vals))
+    return out

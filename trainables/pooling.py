@@ -1,0 +1,153 @@
+"""Poolings: a bag of instance embeddings (slices of a series) -> one vector.
+
+Contract: ``forward(x, mask)`` with ``x`` (B, N, D) float and ``mask`` (B, N) bool (True = a real
+instance, False = padding) returns (B, out_dim). A bag with no real instance (a missing series)
+pools to zeros. ``learnable`` poolings are trained by :func:`fit_poolers` on a fold's training part
+only, never on the samples they are later scored on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .registry import Registry
+
+POOLINGS = Registry("pooling")
+
+
+class _Pool(nn.Module):
+    learnable = False
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.in_dim = in_dim
+        self.out_dim = in_dim
+
+    def weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-instance weights (B, N) summing to 1 over real instances (0 for an empty bag)."""
+        raise NotImplementedError
+
+
+@POOLINGS.register("mean")
+class MeanPool(_Pool):
+    """Average pooling over the real instances."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.to(x.dtype).unsqueeze(-1)  # (B, N, 1)
+        return (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+
+    def weights(self, x, mask):
+        m = mask.to(x.dtype)
+        return m / m.sum(1, keepdim=True).clamp_min(1.0)
+
+
+@POOLINGS.register("max")
+class MaxPool(_Pool):
+    """Element-wise max over the real instances."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        filled = x.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        out = filled.max(1).values  # (B, D)
+        return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
+
+
+@POOLINGS.register("attention")
+class AttentionPool(_Pool):
+    """Attention-based MIL pooling (Ilse, Tomczak & Welling, ICML 2018): a = softmax(w^T tanh(V h))."""
+
+    learnable = True
+
+    def __init__(self, in_dim: int, hidden_dim: int = 64, dropout: float = 0.0):
+        super().__init__(in_dim)
+        self.V = nn.Linear(in_dim, hidden_dim)
+        self.w = nn.Linear(hidden_dim, 1, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w(self.drop(torch.tanh(self.V(x)))).squeeze(-1)  # (B, N)
+
+    def weights(self, x, mask):
+        s = self.scores(x).masked_fill(~mask, float("-inf"))
+        a = torch.softmax(s, dim=1)
+        return torch.nan_to_num(a, nan=0.0)  # an all-padding bag gives NaN -> 0
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        a = self.weights(x, mask)  # (B, N)
+        return torch.einsum("bn,bnd->bd", a, x)
+
+
+@POOLINGS.register("gated_attention")
+class GatedAttentionPool(AttentionPool):
+    """Gated attention MIL pooling (Ilse et al. 2018): a = softmax(w^T (tanh(V h) * sigmoid(U h)))."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 64, dropout: float = 0.0):
+        super().__init__(in_dim, hidden_dim, dropout)
+        self.U = nn.Linear(in_dim, hidden_dim)
+
+    def scores(self, x):
+        return self.w(self.drop(torch.tanh(self.V(x)) * torch.sigmoid(self.U(x)))).squeeze(-1)
+
+
+def fit_poolers(
+    poolers: dict[str, _Pool],
+    bags: dict[str, tuple[np.ndarray, np.ndarray]],
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int = 40,
+    lr: float = 3e-3,
+    batch_size: int = 128,
+    weight_decay: float = 1e-4,
+    class_weight: np.ndarray | None = None,
+    seed: int = 0,
+) -> None:
+    """Train the learnable poolers jointly, end to end, as attention-MIL classifiers.
+
+    Each modality's pooled vector goes through its own linear layer; the logits are summed over
+    the modalities a sample has (a missing modality contributes nothing), and the whole is trained
+    with cross-entropy on ``y``. Only the poolers' parameters are kept. Call with the fold's
+    training samples only. Non-learnable poolers are left as they are.
+    """
+    learn = {m: p for m, p in poolers.items() if p.learnable}
+    if not learn:
+        return
+    # a trial given (a fraction of) a GPU trains there; Ray hides GPUs from trials that asked for none
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    heads = nn.ModuleDict({m: nn.Linear(p.out_dim, n_classes) for m, p in learn.items()}).to(device)
+    for p in learn.values():
+        p.to(device)
+    params = list(heads.parameters()) + [q for p in learn.values() for q in p.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    xs = {m: torch.as_tensor(bags[m][0], dtype=torch.float32, device=device) for m in learn}
+    ms = {m: torch.as_tensor(bags[m][1], dtype=torch.bool, device=device) for m in learn}
+    yt = torch.as_tensor(y, dtype=torch.long, device=device)
+    cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=cw)
+    n = len(yt)
+    batch = min(batch_size, n)
+    for p in learn.values():
+        p.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g).to(device)
+        for start in range(0, n, batch):
+            idx = perm[start : start + batch]
+            logits = torch.zeros(len(idx), n_classes, device=device)
+            for m, p in learn.items():
+                present = ms[m][idx].any(1, keepdim=True).float()  # (b, 1)
+                logits = logits + heads[m](p(xs[m][idx], ms[m][idx])) * present
+            loss = loss_fn(logits, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for p in learn.values():
+        p.cpu().eval()
+
+
+@torch.inference_mode()
+def pool(pooler: _Pool, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    pooler.eval()
+    return pooler(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(mask, dtype=torch.bool)).numpy()

@@ -1,0 +1,68 @@
+"""The Ray Tune function trainable. It lives in an importable package (Ray workers import it by
+name) and never runs an image encoder: it reads the embedding cache, memory-mapped, once per worker
+process, and keeps the bags in memory across trials when Tune reuses the actor.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cache
+from .pipeline import TrialData, build_bags, evaluate, flatten
+
+
+@dataclass
+class DataHandle:
+    """Small and picklable: what every trial needs to find its data. No identifiers beyond the
+    adapter's pseudonymous sample and patient keys."""
+
+    sample_ids: list[str]
+    y: np.ndarray
+    groups: np.ndarray
+    class_names: tuple[str, ...]
+    modalities: list[str]
+    tabular: pd.DataFrame | None
+    entries: dict[str, str]  # "encoder|preprocessing" -> cache entry folder
+    metric: str
+    mode: str
+    folds: int
+    seed: int
+    arms: dict[str, list[str]]
+
+
+_MEMO: dict[str, TrialData] = {}
+
+
+def trial_data(handle: DataHandle, encoder: str, preprocessing: str) -> TrialData:
+    k = f"{encoder}|{preprocessing}"
+    if k not in handle.entries:
+        raise KeyError(f"no embeddings for encoder {encoder!r} with preprocessing {preprocessing!r}; embedded: {sorted(handle.entries)}")
+    path = handle.entries[k]
+    if path not in _MEMO:
+        entry = cache.lookup(Path(path).parent, Path(path).name)
+        if entry is None:
+            raise FileNotFoundError(f"embedding cache entry {path} is gone; rerun the sweep to rebuild it")
+        bags = build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
+        _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat
+        _MEMO[path] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular)
+    return _MEMO[path]
+
+
+def sweep_trial(config: dict, handle: DataHandle) -> None:
+    import torch
+    from ray import tune
+
+    cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+    torch.set_num_threads(max(1, cpus))
+    data = trial_data(handle, config["encoder"], config.get("preprocessing", "grayscale_norm"))
+    results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)
+    flat = flatten(results, handle.metric, handle.mode)
+    with tempfile.TemporaryDirectory() as d:
+        np.savez_compressed(Path(d) / "oof.npz", **{arm: r["proba"].astype(np.float32) for arm, r in results.items()})
+        tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
