@@ -16,7 +16,7 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress)
+        progress=not a.no_progress, smoke_test=a.smoke)
     return 0
 
 
@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a search space as a Ray Tune + Optuna sweep and write its report")
-    r.add_argument("space", help="a search space name (see `list`)")
+    r.add_argument("space", help="a search space name (see `list`) or the path of a .py file defining SPEC")
     r.add_argument("--trials", type=int, help="number of trials (default: the space's num_samples)")
     r.add_argument("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
     r.add_argument("--cpus-per-trial", type=float, default=1)
@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--smoke", action="store_true", help="2 trials on a 40-patient synthetic cohort: checks a space in seconds")
     r.set_defaults(fn=_run)
 
     s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")

@@ -85,33 +85,28 @@ def patient_bootstrap(y, proba, groups, metrics=SHOWN, n_boot=N_BOOT, seed=0) ->
 
 
 # -- reading a run ----------------------------------------------------------------------------
-def _last_json_line(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    return json.loads(lines[-1]) if lines else None
-
-
 def read_run(run_dir: Path):
     meta = json.loads((run_dir / "sweep.json").read_text())
     t = np.load(run_dir / "targets.npz", allow_pickle=False)
     rows, failed, unfinished = [], [], []
-    for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").exists()):
-        config = json.loads((d / "params.json").read_text())
-        result = _last_json_line(d / "result.json")
-        trial = d.name.split("_")[1]  # trial_<id>
+    for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("trial_")):
+        trial = d.name.split("_", 1)[1]  # trial_<id>
+        ckpts = sorted(d.glob("checkpoint_*/metrics.json"))
+        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
         if (d / "error.txt").exists():
-            failed.append((trial, config, (d / "error.txt").read_text()))
+            failed.append((trial, params, (d / "error.txt").read_text()))
             continue
-        if not result:
-            unfinished.append((trial, config))
+        if not ckpts:
+            unfinished.append((trial, params))
             continue
-        ckpts = sorted(d.glob("checkpoint_*/oof.npz"))
-        oof = np.load(ckpts[-1]) if ckpts else None
+        ck = ckpts[-1].parent
+        config = json.loads((ck / "config.json").read_text())
+        result = json.loads((ck / "metrics.json").read_text())
+        oof = np.load(ck / "oof.npz")
         arms = sorted({k.split("/")[1] for k in result if k.startswith("arm/")})
         for arm in arms:
             m = {k.split("/", 2)[2]: v for k, v in result.items() if k.startswith(f"arm/{arm}/")}
-            rows.append(Row(trial, arm, config, m, oof[arm] if oof is not None and arm in oof.files else None))
+            rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None))
     return meta, t, rows, failed, unfinished
 
 

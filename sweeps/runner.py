@@ -67,6 +67,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+SMOKE_PATIENTS = 40
+
+
+def smoke(spec: SweepSpec) -> SweepSpec:
+    """The same space, made to finish in seconds: a small synthetic cohort (other cohorts as they are)."""
+    from dataclasses import replace
+
+    opts = dict(spec.cohort_options)
+    if spec.cohort == "synthetic":
+        opts["n_patients"] = min(opts.get("n_patients", 300), SMOKE_PATIENTS)
+    return replace(spec, cohort_options=opts, num_samples=2)
+
+
 def prepare(spec: SweepSpec, *, progress: bool = True):
     """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
     from trainables.data import COHORTS
@@ -124,8 +137,11 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
 
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
-        dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True) -> Path:
+        dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
+        smoke_test: bool = False) -> Path:
     spec = load_space(space)
+    if smoke_test:
+        spec = smoke(spec)
     if not address:
         check_gpu_request(gpus_per_trial)  # before anything slow
     run_name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -134,7 +150,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
-               "gpus_per_trial": gpus_per_trial, "address": address}
+               "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "space_arg": space}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort), fp, restore=False)
     return _finish(run_dir, write_report)
@@ -148,8 +164,10 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
         known = sorted(p.name for p in runs_root().glob("*") if (p / "sweep.json").exists()) if runs_root().exists() else []
         raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}")
     meta = json.loads(meta_path.read_text())
-    spec = load_space(meta["space"])
     options = meta["options"]
+    spec = load_space(options.get("space_arg", meta["space"]))
+    if options.get("smoke"):
+        spec = smoke(spec)
     if address:
         options["address"] = address
     if not options.get("address"):
@@ -195,8 +213,12 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         import numpy as np
 
         np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names))
-        searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
-                                sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+        if _has_domain(spec.space):
+            searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
+                                    sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+        else:  # nothing to search: Optuna refuses an empty space, Tune's basic generator repeats the config
+            log.info("space %s has no tune domains: running the fixed configuration", spec.name)
+            searcher = None
         tuner = tune.Tuner(
             trainable,
             param_space=spec.space,
@@ -210,6 +232,14 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
     tuner.fit()  # a trial that raises is recorded (error.txt) and the sweep goes on
+
+
+def _has_domain(space) -> bool:
+    from ray.tune.search.sample import Domain
+
+    if isinstance(space, dict):
+        return any(_has_domain(v) for v in space.values())
+    return isinstance(space, Domain)
 
 
 def _trial_dirname(trial) -> str:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import pkgutil
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain
@@ -136,6 +139,21 @@ def available_spaces() -> list[str]:
 
 
 def load_space(name: str) -> SweepSpec:
+    """A space by name (``search_spaces/NAME.py``) or by the path of a ``.py`` file defining SPEC."""
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.exists():
+            raise SpecError(f"{path}: search space file not found")
+        mod_name = f"_sweeps_space_{path.stem}"
+        spec_obj = importlib.util.spec_from_file_location(mod_name, path)
+        mod = importlib.util.module_from_spec(spec_obj)
+        sys.modules[mod_name] = mod
+        spec_obj.loader.exec_module(mod)
+        spec = getattr(mod, "SPEC", None)
+        if not isinstance(spec, SweepSpec):
+            raise SpecError(f"{path} defines no SPEC = SweepSpec(...)")
+        spec.validate()
+        return spec
     spaces = available_spaces()
     if name not in spaces:
         close = difflib.get_close_matches(name, spaces, n=1)

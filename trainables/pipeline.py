@@ -117,7 +117,7 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
     fusion = build(FUSIONS, config.get("fusion", "concat"), "fusion")
     head = build(HEADS, config["head"], "head", seed=seed)
     use_tab = bool(config.get("tabular", False)) and data.tabular is not None
-    pool_spec = config["pooling"]
+    pool_spec = config.get("pooling", {})
     for arm in arm_values:
         if arm is not None:
             _, params = split_spec({**(pool_spec if isinstance(pool_spec, dict) else {}), "name": arm})

@@ -5,6 +5,7 @@ process, and keeps the bags in memory across trials when Tune reuses the actor.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -64,5 +65,8 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
     results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)
     flat = flatten(results, handle.metric, handle.mode)
     with tempfile.TemporaryDirectory() as d:
+        # the trial's own record (the report reads this, not Tune's optional loggers)
         np.savez_compressed(Path(d) / "oof.npz", **{arm: r["proba"].astype(np.float32) for arm, r in results.items()})
+        (Path(d) / "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
+        (Path(d) / "metrics.json").write_text(json.dumps(flat, sort_keys=True))
         tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))

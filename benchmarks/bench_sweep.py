@@ -1,0 +1,260 @@
+"""Wall time of one small sweep run the platform's way against the naive way, in one process.
+
+- ours: ``sweeps.runner.prepare(spec)`` (cohort load + the encoder run ONCE, written to the embedding
+  cache) and then a Ray Tune run of ``trainables.trainable.sweep_trial`` (trials read the cached
+  embeddings). Timed twice: with a cold cache (fresh SWEEPS_HOME) and again with the cache warm
+  (same SWEEPS_HOME: prepare only reloads the cohort and hits the cache).
+- naive: a Ray Tune run of ``benchmarks/naive_trainable.py``'s ``naive_trial``, which loads the
+  cohort and runs the encoder over every instance INSIDE every trial (what a seed notebook does per
+  experiment), then the same ``evaluate`` / ``flatten``. Own fresh SWEEPS_HOME.
+
+Both Tune runs are built identically: the ``benchmark`` search space (``search_spaces/benchmark.py``,
+its cohort size overridden by ``--patients``), OptunaSearch with TPESampler(seed=spec.seed=0,
+n_startup_trials=8) exactly as ``sweeps.runner`` builds it, the same number of trials,
+max_concurrent_trials=2, reuse_actors=True, 1 CPU per trial, verbose=0. The synthetic cohort is
+generated once beforehand into a shared temporary folder and read by both; its generation is
+excluded from both timings, and so is ``ray.init`` (one for the whole script, reported apart).
+Since the encoder is deterministic (seeded random init), matched configs must give the same metrics:
+the script checks that both ways ran the same configs and prints the largest f1_macro difference.
+
+Run (from anywhere; about 2-4 minutes on 2 cores at the defaults)::
+
+    /work/venv/bin/python /work/main/benchmarks/bench_sweep.py            # 8 trials, 80 patients
+    /work/venv/bin/python /work/main/benchmarks/bench_sweep.py --smoke    # 2 trials, 20 patients: checks the script
+
+Flags: ``--trials N`` (default 8), ``--patients P`` (default 80), ``--smoke``, ``--cpus`` (Ray CPUs,
+default 2), ``--keep`` (keep the temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# before ray is imported: workers inherit the driver's environment, so they can import
+# `trainables` (ours) and `naive_trainable` (naive) by name
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+for p in (str(HERE), str(ROOT)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+SPACE = "benchmark"
+CONCURRENCY = 2
+COMPARED = ("f1_macro", "auc_macro")  # metrics compared between matched configs (best arm and every arm)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--patients", type=int, default=80)
+    p.add_argument("--smoke", action="store_true", help="2 trials, 20 patients: check that the script works")
+    p.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (cohort, homes, Tune runs)")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.trials, a.patients = 2, 20
+    return a
+
+
+def tune_run(trainable, spec, n: int, storage: Path, name: str):
+    """One Tune run, built the same way for both ways; returns (wall seconds, ResultGrid)."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
+                            sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=copy.deepcopy(spec.space),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=CONCURRENCY,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+    )
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    return time.perf_counter() - t0, grid
+
+
+def trials_of(grid, label: str) -> list[dict]:
+    """[{"key", "config", "metrics", "time"}] in trial creation order; raises if any trial failed."""
+    rows = []
+    for r in grid:
+        if r.error is not None:
+            raise RuntimeError(f"{label}: a trial failed: {r.error}")
+        m = r.metrics or {}
+        tid = str(m.get("trial_id", ""))
+        rows.append({"idx": int(tid.rsplit("_", 1)[-1]) if tid.rsplit("_", 1)[-1].isdigit() else len(rows),
+                     "key": json.dumps(r.config, sort_keys=True, default=str), "config": r.config, "metrics": m,
+                     "time": float(m.get("time_total_s", float("nan")))})
+    rows.sort(key=lambda x: x["idx"])
+    return rows
+
+
+def metric_values(m: dict) -> dict[str, float]:
+    out = {}
+    for k, v in m.items():
+        if any(k == c or (k.startswith("arm/") and k.endswith("/" + c)) for c in COMPARED):
+            out[k] = float(v)
+    return out
+
+
+def compare(a: list[dict], b: list[dict]) -> dict:
+    """Same configs? Largest metric differences between matched configs (by position when the two
+    config sequences are identical, else by config)."""
+    same_seq = [x["key"] for x in a] == [x["key"] for x in b]
+    same_set = Counter(x["key"] for x in a) == Counter(x["key"] for x in b)
+    if same_seq:
+        pairs = list(zip(a, b))
+    else:
+        by_key = {}
+        for x in b:
+            by_key.setdefault(x["key"], x)
+        pairs = [(x, by_key[x["key"]]) for x in a if x["key"] in by_key]
+    d_best, d_all, worst = 0.0, 0.0, "-"
+    for x, y in pairs:
+        mx, my = metric_values(x["metrics"]), metric_values(y["metrics"])
+        for k in mx.keys() & my.keys():
+            va, vb = mx[k], my[k]
+            if math.isnan(va) and math.isnan(vb):
+                continue
+            d = abs(va - vb) if not (math.isnan(va) or math.isnan(vb)) else float("inf")
+            if d > d_all:
+                d_all, worst = d, k
+            if k == "f1_macro":
+                d_best = max(d_best, d)
+    return {"same_seq": same_seq, "same_set": same_set, "matched": len(pairs), "d_f1": d_best, "d_all": d_all, "worst": worst}
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    import numpy as np
+    import ray
+    import torch
+    from ray import tune
+
+    import naive_trainable
+    from sweeps.runner import prepare
+    from sweeps.spec import load_space
+    from trainables.data import synthetic
+    from trainables.trainable import sweep_trial
+
+    import optuna  # noqa: F401  (imported here so no import cost lands inside a timing)
+    from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    try:
+        # -- the shared cohort, generated once (not timed in either way) --------------------------
+        cohort_root = tmp / "cohort" / f"seed0-n{a.patients}"
+        t0 = time.perf_counter()
+        synthetic.ensure(cohort_root, seed=0, n_patients=a.patients)
+        gen_s = time.perf_counter() - t0
+        base = load_space(SPACE)
+        spec = dataclasses.replace(base, cohort_options={**base.cohort_options, "n_patients": a.patients,
+                                                         "root": str(cohort_root)})
+
+        # -- one Ray for the whole script (not timed in either way) -------------------------------
+        t0 = time.perf_counter()
+        ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False, configure_logging=True,
+                 logging_level=logging.WARNING)
+
+        @ray.remote(num_cpus=1)
+        def _noop():
+            return os.getpid()
+
+        ray.get([_noop.remote() for _ in range(a.cpus)])  # let the prestarted workers come up
+        ray_s = time.perf_counter() - t0
+        time.sleep(2.0)  # let worker start-up CPU settle before the first timing
+
+        # -- ours, cold cache ----------------------------------------------------------------------
+        home_ours = tmp / "home-ours"
+        os.environ["SWEEPS_HOME"] = str(home_ours)
+        t0 = time.perf_counter()
+        cohort, _fp, handle = prepare(spec, progress=False)
+        prep_cold = time.perf_counter() - t0
+        n_inst, n_samples = len(cohort.instances), len(cohort.samples)
+        n_pat = int(cohort.samples["patient_id"].nunique())
+        fit_cold, grid = tune_run(tune.with_parameters(sweep_trial, handle=handle), spec, a.trials, home_ours / "runs",
+                                  "ours-cold")
+        ours_cold = trials_of(grid, "ours-cold")
+
+        # -- ours, warm cache (same home: the cache entry written above is reused) ----------------
+        t0 = time.perf_counter()
+        _c, _fp, handle = prepare(spec, progress=False)
+        prep_warm = time.perf_counter() - t0
+        fit_warm, grid = tune_run(tune.with_parameters(sweep_trial, handle=handle), spec, a.trials, home_ours / "runs",
+                                  "ours-warm")
+        ours_warm = trials_of(grid, "ours-warm")
+
+        # -- naive: cohort + encoder inside every trial --------------------------------------------
+        home_naive = tmp / "home-naive"
+        os.environ["SWEEPS_HOME"] = str(home_naive)
+        naive = tune.with_parameters(naive_trainable.naive_trial, cohort_root=str(cohort_root), n_patients=a.patients,
+                                     arms=spec.compare, folds=spec.folds, seed=spec.seed, metric=spec.metric,
+                                     mode=spec.mode)
+        fit_naive, grid = tune_run(naive, spec, a.trials, home_naive / "runs", "naive")
+        naive_rows = trials_of(grid, "naive")
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if a.keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    cold = prep_cold + fit_cold
+    warm = prep_warm + fit_warm
+    c_naive = compare(ours_cold, naive_rows)
+    c_warm = compare(ours_cold, ours_warm)
+    mean_t = lambda rows: float(np.nanmean([r["time"] for r in rows])) if rows else float("nan")  # noqa: E731
+
+    print(f"bench_sweep: space {SPACE!r}, {a.trials} trials, {CONCURRENCY} at a time, reuse_actors=True, "
+          f"1 CPU per trial, Ray CPUs {a.cpus}, driver torch threads {torch.get_num_threads()}, {os.cpu_count()} cores")
+    print(f"cohort: synthetic, {n_pat} patients, {n_samples} samples, {n_inst} instances "
+          f"(generated once in {gen_s:.1f}s beforehand and shared; generation excluded from both timings)")
+    print(f"ray.init (once, excluded from both timings): {ray_s:.1f}s")
+    print()
+    print(f"{'way':<11} {'prepare s':>10} {'tune s':>8} {'wall s':>8} {'s/trial':>8}")
+    print(f"{'ours-cold':<11} {prep_cold:>10.1f} {fit_cold:>8.1f} {cold:>8.1f} {mean_t(ours_cold):>8.1f}")
+    print(f"{'ours-warm':<11} {prep_warm:>10.1f} {fit_warm:>8.1f} {warm:>8.1f} {mean_t(ours_warm):>8.1f}")
+    print(f"{'naive':<11} {'-':>10} {fit_naive:>8.1f} {fit_naive:>8.1f} {mean_t(naive_rows):>8.1f}")
+    print("(prepare = cohort load + embed-or-cache-hit; s/trial = mean Tune time_total_s of a trial)")
+    print()
+    for label, c in (("ours-cold vs naive", c_naive), ("ours-cold vs ours-warm", c_warm)):
+        print(f"{label}: same config sequence {c['same_seq']}, same config set {c['same_set']}, "
+              f"{c['matched']} matched trials, max |d f1_macro| {c['d_f1']:.3g}, "
+              f"max |d| over {'/'.join(COMPARED)} of every arm {c['d_all']:.3g} (at {c['worst']})")
+    print("note: a nonzero per-arm difference comes from the attention arm: its pooler is initialised from the\n"
+          "      global torch RNG before fit_poolers seeds it, so it depends on what ran earlier in the worker")
+    configs = Counter(json.loads(r["key"])["head"] + "/" + json.loads(r["key"])["sampling"] for r in ours_cold)
+    print(f"configs run (head/sampling): {dict(sorted(configs.items()))}")
+    print()
+    print(f"ratio naive/ours-cold: {fit_naive / cold:.2f}x")
+    print(f"ratio naive/ours-warm: {fit_naive / warm:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
