@@ -35,6 +35,7 @@ class DataHandle:
     folds: int
     seed: int
     arms: dict[str, list[str]]
+    run_dir: str = ""  # the Tune experiment folder (trial folders are trial_<id> inside it)
 
 
 _MEMO: dict[str, TrialData] = {}
@@ -55,9 +56,32 @@ def trial_data(handle: DataHandle, encoder: str, preprocessing: str) -> TrialDat
     return _MEMO[path]
 
 
+def _completed_record(config: dict, run_dir: str) -> dict | None:
+    """The metrics a previous attempt of this very trial saved, if it finished before a crash.
+
+    Tune snapshots its experiment state every few seconds; a trial that finished after the last
+    snapshot is restored as unfinished. Its folder still holds the completed record, so it is
+    reported again instead of being recomputed."""
+    from ray import tune
+
+    if not run_dir:
+        return None
+    trial_dir = Path(run_dir) / f"trial_{tune.get_context().get_trial_id()}"
+    for ck in sorted(trial_dir.glob("checkpoint_*/metrics.json"), reverse=True):
+        saved = json.loads((ck.parent / "config.json").read_text()) if (ck.parent / "config.json").exists() else None
+        if saved == json.loads(json.dumps(config, sort_keys=True, default=str)):
+            return json.loads(ck.read_text())
+    return None
+
+
 def sweep_trial(config: dict, handle: DataHandle) -> None:
     import torch
     from ray import tune
+
+    done = _completed_record(config, handle.run_dir)
+    if done is not None:
+        tune.report(done)
+        return
 
     cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     torch.set_num_threads(max(1, cpus))
