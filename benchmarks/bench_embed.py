@@ -14,12 +14,12 @@ in the OS page cache, as on any second read). One untimed warm-up of each, then 
 alternated (bare, ours, bare, ours, ...) and the medians compared. Target: ours/bare >= 0.80.
 ``--profile`` adds a serial, single-threaded-loader breakdown of ours by stage.
 
-Run (from anywhere; about 1-3 minutes on 2 cores at the defaults)::
+Run (from anywhere; about 2-5 minutes on 2 cores at the defaults)::
 
-    /work/venv/bin/python /work/main/benchmarks/bench_embed.py            # 60 patients, batch 128, 3 repeats
-    /work/venv/bin/python /work/main/benchmarks/bench_embed.py --smoke    # 8 patients, 3 repeats: checks the script
+    /work/venv/bin/python /work/main/benchmarks/bench_embed.py            # 60 patients, batch 128, 5 repeats
+    /work/venv/bin/python /work/main/benchmarks/bench_embed.py --smoke    # 8 patients: checks the script
 
-Flags: ``--patients`` (60), ``--batch`` (128), ``--repeats`` (3, at least 3), ``--threads`` (torch
+Flags: ``--patients`` (60), ``--batch`` (128), ``--repeats`` (5, at least 3), ``--threads`` (torch
 threads, default torch's own default), ``--profile``, ``--smoke``.
 """
 
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--patients", type=int, default=60)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--profile", action="store_true", help="also time ours stage by stage, serially")
     p.add_argument("--smoke", action="store_true", help="8 patients: check that the script works")
@@ -85,19 +85,20 @@ def main(argv=None) -> int:
         gen = torch.Generator().manual_seed(0)
         xs = [torch.rand(b, 3, SIZE, SIZE, generator=gen).contiguous(memory_format=torch.channels_last) for b in sizes]
 
-        def bare() -> float:
-            t = time.perf_counter()
+        def bare() -> tuple[float, float]:
+            t, c = time.perf_counter(), time.process_time()
             with torch.inference_mode():
                 for x in xs:
                     model(x)
-            return n / (time.perf_counter() - t)
+            wall = time.perf_counter() - t
+            return n / wall, (time.process_time() - c) / wall
 
-        def ours() -> float:
-            t = time.perf_counter()
+        def ours() -> tuple[float, float]:
+            t, c = time.perf_counter(), time.process_time()
             emb = run_encoder(inst, ENCODER, PREPROCESSING, input_size=SIZE, batch_size=a.batch, progress=False)
-            rate = n / (time.perf_counter() - t)
+            wall = time.perf_counter() - t
             assert emb.shape == (n, dim)
-            return rate
+            return n / wall, (time.process_time() - c) / wall
 
         # untimed warm-up of both (allocator, oneDNN primitives, lazy imports, file cache)
         with torch.inference_mode():
@@ -137,14 +138,16 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    mb, mo = statistics.median(rb), statistics.median(ro)
+    mb, mo = statistics.median(r for r, _ in rb), statistics.median(r for r, _ in ro)
     print(f"bench_embed: encoder {ENCODER}, input {SIZE}x{SIZE}, batch {a.batch}, torch threads {threads}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, device cpu")
     print(f"cohort: synthetic, {cohort.samples['patient_id'].nunique()} patients, {n} images (64x64 16-bit DICOM), "
           f"{len(sizes)} batches (generated beforehand in {gen_s:.1f}s, excluded)")
     print(f"repeats: {a.repeats} each, alternated bare/ours after one untimed warm-up of each")
-    print(f"bare images/s: {' '.join(f'{r:.0f}' for r in rb)}  (median {mb:.0f})")
-    print(f"ours images/s: {' '.join(f'{r:.0f}' for r in ro)}  (median {mo:.0f})")
+    print(f"bare images/s: {' '.join(f'{r:.0f}' for r, _ in rb)}  (median {mb:.0f})")
+    print(f"ours images/s: {' '.join(f'{r:.0f}' for r, _ in ro)}  (median {mo:.0f})")
+    print(f"cores used by this process (CPU s / wall s; at most {threads} for bare if nothing else ran, ours adds a "
+          f"loader thread): bare {' '.join(f'{u:.2f}' for _, u in rb)}, ours {' '.join(f'{u:.2f}' for _, u in ro)}")
     if prof:
         tot = sum(prof.values())
         print(f"profile of ours, serial, {n} images ({tot:.2f}s total):")
