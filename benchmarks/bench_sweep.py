@@ -17,7 +17,7 @@ excluded from both timings, and so is ``ray.init`` (one for the whole script, re
 Since the encoder is deterministic (seeded random init), matched configs must give the same metrics:
 the script checks that both ways ran the same configs and prints the largest f1_macro difference.
 
-Run (from anywhere; about 2-4 minutes on 2 cores at the defaults)::
+Run (from anywhere; about 4 minutes on 2 quiet cores at the defaults, up to ~7 when the machine is busy)::
 
     /work/venv/bin/python /work/main/benchmarks/bench_sweep.py            # 8 trials, 80 patients
     /work/venv/bin/python /work/main/benchmarks/bench_sweep.py --smoke    # 2 trials, 20 patients: checks the script
@@ -111,6 +111,7 @@ def trials_of(grid, label: str) -> list[dict]:
 
 
 def metric_values(m: dict) -> dict[str, float]:
+    """The compared metrics of one trial: the objective's best-arm values and every arm's."""
     out = {}
     for k, v in m.items():
         if any(k == c or (k.startswith("arm/") and k.endswith("/" + c)) for c in COMPARED):
@@ -119,8 +120,9 @@ def metric_values(m: dict) -> dict[str, float]:
 
 
 def compare(a: list[dict], b: list[dict]) -> dict:
-    """Same configs? Largest metric differences between matched configs (by position when the two
-    config sequences are identical, else by config)."""
+    """Same configs? Largest |difference| of each compared metric between matched trials (by position
+    when the two config sequences are identical, else by config), for the best arm ("objective")
+    and for each arm."""
     same_seq = [x["key"] for x in a] == [x["key"] for x in b]
     same_set = Counter(x["key"] for x in a) == Counter(x["key"] for x in b)
     if same_seq:
@@ -130,19 +132,30 @@ def compare(a: list[dict], b: list[dict]) -> dict:
         for x in b:
             by_key.setdefault(x["key"], x)
         pairs = [(x, by_key[x["key"]]) for x in a if x["key"] in by_key]
-    d_best, d_all, worst = 0.0, 0.0, "-"
+    diffs: dict[tuple[str, str], float] = {}  # (arm or "objective", metric) -> max |d|
     for x, y in pairs:
         mx, my = metric_values(x["metrics"]), metric_values(y["metrics"])
         for k in mx.keys() & my.keys():
             va, vb = mx[k], my[k]
             if math.isnan(va) and math.isnan(vb):
-                continue
-            d = abs(va - vb) if not (math.isnan(va) or math.isnan(vb)) else float("inf")
-            if d > d_all:
-                d_all, worst = d, k
-            if k == "f1_macro":
-                d_best = max(d_best, d)
-    return {"same_seq": same_seq, "same_set": same_set, "matched": len(pairs), "d_f1": d_best, "d_all": d_all, "worst": worst}
+                d = 0.0
+            elif math.isnan(va) or math.isnan(vb):
+                d = float("inf")
+            else:
+                d = abs(va - vb)
+            where = ("objective", k) if not k.startswith("arm/") else tuple(k.split("/")[1:3])
+            diffs[where] = max(diffs.get(where, 0.0), d)
+    return {"same_seq": same_seq, "same_set": same_set, "matched": len(pairs), "diffs": diffs}
+
+
+def describe(c: dict, arms: list[str]) -> str:
+    parts = []
+    for metric in COMPARED:
+        vals = [f"objective (best arm) {c['diffs'].get(('objective', metric), float('nan')):.3g}"]
+        vals += [f"arm {arm} {c['diffs'].get((arm, metric), float('nan')):.3g}" for arm in arms]
+        parts.append(f"max |d {metric}|: " + ", ".join(vals))
+    return (f"same config sequence {c['same_seq']}, same config set {c['same_set']}, {c['matched']} matched trials\n    "
+            + "\n    ".join(parts))
 
 
 def main(argv=None) -> int:
@@ -242,14 +255,21 @@ def main(argv=None) -> int:
     print(f"{'naive':<11} {'-':>10} {fit_naive:>8.1f} {fit_naive:>8.1f} {mean_t(naive_rows):>8.1f}")
     print("(prepare = cohort load + embed-or-cache-hit; s/trial = mean Tune time_total_s of a trial)")
     print()
+    arms = list(spec.compare.get("pooling", []))
     for label, c in (("ours-cold vs naive", c_naive), ("ours-cold vs ours-warm", c_warm)):
-        print(f"{label}: same config sequence {c['same_seq']}, same config set {c['same_set']}, "
-              f"{c['matched']} matched trials, max |d f1_macro| {c['d_f1']:.3g}, "
-              f"max |d| over {'/'.join(COMPARED)} of every arm {c['d_all']:.3g} (at {c['worst']})")
-    if max(c_naive["d_all"], c_warm["d_all"]) > 0:
-        print("note: a nonzero per-arm difference comes from the attention arm: its pooler is built (weights\n"
-              "      initialised) from the global torch RNG before fit_poolers seeds it, so its result depends on\n"
-              "      what ran earlier in the worker process; the embeddings themselves are bit-identical")
+        print(f"{label}: {describe(c, arms)}")
+    learnable = [arm for arm in arms if arm in ("attention", "gated_attention")]
+    fixed = [arm for arm in arms if arm not in learnable]
+    dl = max((v for (arm, _m), v in {**c_naive["diffs"], **c_warm["diffs"]}.items() if arm in learnable), default=0.0)
+    df = max((v for (arm, _m), v in {**c_naive["diffs"], **c_warm["diffs"]}.items() if arm in fixed), default=0.0)
+    if dl > 0 and df == 0:
+        print(f"note: the {'/'.join(fixed)} arm (nothing random in it) matches exactly, so both ways embedded and\n"
+              f"      evaluated identically. The {'/'.join(learnable)} arm differs even between two runs of ours: its pooler\n"
+              "      is built (weights initialised) from the global torch RNG before fit_poolers seeds it, and that\n"
+              "      state is random per process and changes with every trial an actor has run before.")
+    elif df > 0:
+        print("WARNING: an arm with nothing random in it differs between matched trials: the two ways did not\n"
+              "         compute the same thing (embeddings, bags or folds differ)")
     configs = Counter(json.loads(r["key"])["head"] + "/" + json.loads(r["key"])["sampling"] for r in ours_cold)
     print(f"configs run (head/sampling): {dict(sorted(configs.items()))}")
     print()

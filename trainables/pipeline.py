@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .fusion import FUSIONS
 from .heads import HEADS, fit_head, predict_proba_full
@@ -130,6 +131,7 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
         fold_metrics = []
         for f, (tr, te) in enumerate(folds):
             bags = _standardise(data.bags, tr, int(config.get("pca_dim", 0) or 0))
+            torch.manual_seed(seed + f)  # pooler init is part of the trial: reproducible from the seed
             poolers = {m: build(POOLINGS, {"name": pool_name, pool_name: pool_params}, "pooling",
                                 in_dim=bags[m][0].shape[-1]) for m in data.modalities}
             cw = balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
