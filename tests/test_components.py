@@ -100,3 +100,12 @@ def test_local_weights_file_is_loaded_and_a_mismatch_is_named(tmp_path):
     torch.save({"nope": torch.zeros(3)}, tmp_path / "bad.pth")
     with pytest.raises(WeightsError, match="bad.pth"):
         create_encoder("resnet18", 64, weights=str(tmp_path / "bad.pth"))
+
+
+def test_batched_normalisation_equals_per_slice_normalisation():
+    rng = np.random.default_rng(0)
+    imgs = [rng.normal(size=(40, 40)).astype(np.float32) * (k + 1) for k in range(5)]
+    for spec in ("grayscale_norm", "hist_eq", "grayscale_norm+hist_eq"):
+        pre = Preprocessor(spec, 64)
+        for a, b in zip(pre.slices(imgs), [pre.slice(im) for im in imgs]):
+            assert np.allclose(a, b, atol=1e-6)

@@ -415,3 +415,23 @@ def test_real_nih_pngs_read_as_2d_float32(path):
     image = read_slice(str(path))
     assert image.dtype == np.float32 and image.shape == (512, 512)
     assert image.max() > image.min()
+
+
+def test_fast_path_matches_the_general_decoder_exactly(tmp_path):
+    """The uncompressed fast path must give the same pixels as pydicom's pixel_array + modality LUT."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels import pixel_array as pa
+
+    from trainables.data import images
+    from trainables.data import synthetic
+
+    root = synthetic.generate(tmp_path / "syn", seed=1, n_patients=3)
+    files = sorted((root / "images").rglob("*.dcm"))[:20]
+    for f in files:
+        ds = pydicom.dcmread(f)
+        expected = apply_modality_lut(pa(ds), ds).astype(np.float64)
+        fast = images._uncompressed_mono(ds, str(f))
+        assert fast is not None, "synthetic files are uncompressed and take the fast path"
+        assert np.array_equal(fast, expected)
+        assert np.array_equal(images.read_slice(str(f)), expected.astype(np.float32))

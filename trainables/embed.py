@@ -66,7 +66,7 @@ def run_encoder(instances, encoder: str, preprocessing: str, *, weights=None, in
 
     def load(start: int) -> torch.Tensor:
         end = min(start + batch_size, len(paths))
-        return pre.batch([pre.slice(read_slice(paths[k], frames[k])) for k in range(start, end)])
+        return pre.batch(pre.slices([read_slice(paths[k], frames[k]) for k in range(start, end)]))
 
     bar = tqdm(total=len(paths), desc=f"embed {encoder}", unit="img", disable=not progress, mininterval=2)
     with ThreadPoolExecutor(1) as pool, torch.inference_mode():

@@ -174,6 +174,20 @@ class Preprocessor:
             img = SLICE_STEPS[s](img)
         return img
 
+    def slices(self, imgs: list[np.ndarray]) -> list[np.ndarray]:
+        """``slice`` over a batch; same-size slices are normalised in one vectorised pass."""
+        if not imgs or len({im.shape for im in imgs}) > 1:
+            return [self.slice(im) for im in imgs]
+        X = np.stack(imgs).astype(np.float32)  # (B, H, W)
+        for s in self.steps:
+            if s == "grayscale_norm":
+                lo, hi = np.percentile(X.reshape(len(X), -1), [0.5, 99.5], axis=1)  # (B,) each
+                lo, hi = lo[:, None, None], hi[:, None, None]
+                X = np.clip((X - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
+            else:
+                X = np.stack([SLICE_STEPS[s](x) for x in X])
+        return list(X)
+
     def batch(self, imgs: list[np.ndarray]) -> torch.Tensor:
         out = []
         for im in imgs:  # slices may differ in size: resize one by one

@@ -17,6 +17,7 @@ pooling), on the same folds: the paired design the report's comparison tables re
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,23 +69,38 @@ def build_bags(embeddings: np.ndarray, index: pd.DataFrame, sample_ids: list[str
 
 
 def _standardise(bags, train, pca_dim: int = 0):
-    """Per-modality standardisation, then (``pca_dim`` > 0) projection on the top principal
-    components, both fitted on the training samples' real instances only."""
+    """Per-modality standardisation, then (``pca_dim`` > 0) whitened projection on the top principal
+    components, both fitted on the training samples' real instances only, and applied to every
+    real instance (padding stays zero)."""
     out = {}
     for m, (X, mask) in bags.items():
-        real = X[train][mask[train]]  # (n_inst, D)
-        if len(real) < 2:
+        real_tr = X[train][mask[train]]  # (n_inst_train, D)
+        if len(real_tr) < 2:
             mu, sd = np.zeros(X.shape[-1], np.float32), np.ones(X.shape[-1], np.float32)
         else:
-            mu, sd = real.mean(0), real.std(0) + 1e-6
-        Z = (X - mu) / sd  # (n, N, D)
-        if pca_dim and pca_dim < X.shape[-1] and len(real) > pca_dim:
-            R = (real - mu) / sd
+            mu, sd = real_tr.mean(0), real_tr.std(0) + 1e-6
+        P = np.diag(1.0 / sd).astype(np.float32)  # (D, D): standardise only
+        if pca_dim and pca_dim < X.shape[-1] and len(real_tr) > pca_dim:
+            R = (real_tr - mu) / sd
             evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
             W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))  # whitened
-            Z = Z @ W  # (n, N, k)
-        out[m] = (Z * mask[..., None]).astype(np.float32), mask
+            P = (W / sd[:, None]).astype(np.float32)  # (D, k): standardise and project in one matmul
+        Z = np.zeros((*mask.shape, P.shape[1]), np.float32)  # (n, N, k)
+        Z[mask] = (X[mask] - mu) @ P
+        out[m] = Z, mask
     return out
+
+
+def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
+    """``_standardise`` memoised per worker process: it depends only on the fold's training part and
+    ``pca_dim``, so trials on a reused actor (and the arms of one trial) share it."""
+    memo = data.extra.setdefault("fold_bags", {})
+    key = (pca_dim, hashlib.blake2b(np.ascontiguousarray(train).tobytes(), digest_size=8).hexdigest())
+    if key not in memo:
+        if len(memo) >= 16:  # a few folds x a few PCA sizes; keep memory bounded
+            memo.clear()
+        memo[key] = _standardise(data.bags, train, pca_dim)
+    return memo[key]
 
 
 def _tabular(df: pd.DataFrame, train: np.ndarray) -> np.ndarray:
@@ -113,43 +129,46 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
         raise ValueError(f"comparing arms over {arm_dim!r} is not supported; only 'pooling'")
     n_classes = len(data.class_names)
     folds = grouped_folds(data.y, data.groups, n_folds, seed)
-    results = {}
+
     sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
     fusion = build(FUSIONS, config.get("fusion", "concat"), "fusion")
     head = build(HEADS, config["head"], "head", seed=seed)
     use_tab = bool(config.get("tabular", False)) and data.tabular is not None
     pool_spec = config.get("pooling", {})
+    arm_specs = {}
     for arm in arm_values:
         if arm is not None:
             _, params = split_spec({**(pool_spec if isinstance(pool_spec, dict) else {}), "name": arm})
-            pool_spec_arm = {"name": arm, arm: params}
+            spec_arm = {"name": arm, arm: params}
         else:
-            pool_spec_arm = pool_spec
-        pool_name, pool_params = split_spec(pool_spec_arm, "pooling")
-        train_opts = {k: pool_params.pop(k) for k in ("epochs", "lr", "weight_decay") if k in pool_params}
-        proba = np.zeros((len(data.y), n_classes))
-        fold_metrics = []
-        for f, (tr, te) in enumerate(folds):
-            bags = _standardise(data.bags, tr, int(config.get("pca_dim", 0) or 0))
+            spec_arm = pool_spec
+        name, params = split_spec(spec_arm, "pooling")
+        train_opts = {k: params.pop(k) for k in ("epochs", "lr", "weight_decay", "batch_size") if k in params}
+        arm_specs[arm if arm is not None else name] = (name, params, train_opts)
+    proba = {a: np.zeros((len(data.y), n_classes)) for a in arm_specs}
+    fold_metrics = {a: [] for a in arm_specs}
+    pca_dim = int(config.get("pca_dim", 0) or 0)
+    for f, (tr, te) in enumerate(folds):
+        bags = _fold_bags(data, tr, pca_dim)  # shared by every arm of this fold
+        presence = np.stack([bags[m][1].any(1) for m in data.modalities], 1)  # (n, M)
+        tab = _tabular(data.tabular, tr) if use_tab else None
+        cw = balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
+        for arm, (pool_name, pool_params, train_opts) in arm_specs.items():
             torch.manual_seed(seed + f)  # pooler init is part of the trial: reproducible from the seed
             poolers = {m: build(POOLINGS, {"name": pool_name, pool_name: pool_params}, "pooling",
                                 in_dim=bags[m][0].shape[-1]) for m in data.modalities}
-            cw = balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
             fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, data.y[tr], n_classes,
                         class_weight=cw, seed=seed + f, **train_opts)
             vectors = {m: pool(poolers[m], *bags[m]) for m in data.modalities}
-            presence = np.stack([bags[m][1].any(1) for m in data.modalities], 1)  # (n, M)
             X = fusion.fuse(vectors, presence)
-            if use_tab:
-                X = np.concatenate([X, _tabular(data.tabular, tr)], 1)
+            if tab is not None:
+                X = np.concatenate([X, tab], 1)
             Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed + f)
             model = fit_head(head, Xtr, ytr, w)
-            proba[te] = predict_proba_full(model, X[te], n_classes)
-            fold_metrics.append(compute_metrics(data.y[te], proba[te], data.class_names))
-        results[arm if arm is not None else pool_name] = {
-            "proba": proba, "metrics": compute_metrics(data.y, proba, data.class_names), "fold_metrics": fold_metrics,
-        }
-    return results
+            proba[arm][te] = predict_proba_full(model, X[te], n_classes)
+            fold_metrics[arm].append(compute_metrics(data.y[te], proba[arm][te], data.class_names))
+    return {a: {"proba": proba[a], "metrics": compute_metrics(data.y, proba[a], data.class_names),
+                "fold_metrics": fold_metrics[a]} for a in arm_specs}
 
 
 def flatten(results: dict[str, dict], metric: str, mode: str = "max") -> dict[str, float]:

@@ -97,8 +97,8 @@ def fit_poolers(
     n_classes: int,
     *,
     epochs: int = 40,
-    lr: float = 3e-3,
-    batch_size: int = 128,
+    lr: float = 1e-2,
+    batch_size: int = 512,  # full batch for cohorts of a few hundred: few, cheap steps
     weight_decay: float = 1e-4,
     class_weight: np.ndarray | None = None,
     seed: int = 0,

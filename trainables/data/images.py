@@ -180,6 +180,10 @@ def _read_dicom(path: str, frame: int) -> np.ndarray:
     ds = _dcmread(path, path)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         raise ImageReadError(path, "no pixel data")
+    fast = _uncompressed_mono(ds, path)
+    if fast is not None:
+        _check_frame(path, frame, 1)
+        return fast
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -198,6 +202,40 @@ def _read_dicom(path: str, frame: int) -> np.ndarray:
     except Exception as exc:  # decoder, plugin and malformed-element errors alike
         raise ImageReadError(path, f"cannot decode pixel data ({_describe(exc)})") from None
     arr = np.asarray(arr, dtype=np.float64)
+    if photometric == "MONOCHROME1":
+        arr = arr.max() + arr.min() - arr
+    return arr
+
+
+_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit / explicit VR little endian
+
+
+def _uncompressed_mono(ds: Dataset, path: str) -> np.ndarray | None:
+    """Fast path for the common case (uncompressed, single-frame, monochrome, 8/16-bit, plain
+    rescale): the pixel bytes viewed with numpy, then the same arithmetic as the modality LUT.
+    Anything else returns None and takes the general path."""
+    try:
+        if (str(ds.file_meta.get("TransferSyntaxUID", "")) not in _NATIVE_LE or "PixelData" not in ds
+                or int(ds.get("SamplesPerPixel") or 1) != 1 or int(ds.get("NumberOfFrames") or 1) != 1
+                or ds.get("ModalityLUTSequence") or "PerFrameFunctionalGroupsSequence" in ds
+                or "SharedFunctionalGroupsSequence" in ds):
+            return None
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        bits, stored = int(ds.BitsAllocated), int(ds.get("BitsStored") or ds.BitsAllocated)
+        if photometric not in ("MONOCHROME1", "MONOCHROME2") or bits not in (8, 16) or stored != bits:
+            return None
+        dtype = {(8, 0): np.uint8, (8, 1): np.int8, (16, 0): "<u2", (16, 1): "<i2"}[(bits, int(ds.PixelRepresentation))]
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        raw = np.frombuffer(ds.PixelData, dtype=dtype)
+        if raw.size < rows * cols:
+            raise ImageReadError(path, f"pixel data holds {raw.size} values, expected {rows}x{cols}")
+        arr = raw[: rows * cols].reshape(rows, cols).astype(np.float64)
+    except ImageReadError:
+        raise
+    except Exception:  # odd headers: let the general path decide and report
+        return None
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        arr = arr * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
     if photometric == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
     return arr
