@@ -145,7 +145,8 @@ def _config_str(config: dict) -> str:
 
 
 # -- the report -------------------------------------------------------------------------------
-def build_report(run_dir: Path) -> str:
+def build_report(run_dir: Path, plot_dir: Path | None = None) -> str:
+    """The report's markdown; with ``plot_dir``, PNG plots are written there and linked."""
     run_dir = Path(run_dir)
     meta, t, rows, failed, unfinished = read_run(run_dir)
     y, groups = t["y"], t["groups"]
@@ -217,6 +218,28 @@ def build_report(run_dir: Path) -> str:
         if len(poolings) >= 2 and len(matched) >= 1:
             L.append(_paired_section(matched, poolings, metric))
         L.append("")
+        if plot_dir is not None and matched:
+            from . import plots
+
+            bests = {}
+            for p in poolings:
+                rs = [v[p] for v in matched.values() if v[p].proba is not None]
+                if rs:
+                    bests[p] = (max if mode == "max" else min)(rs, key=lambda r: r.metrics[metric])
+            classes = list(c["classes"])
+            links = [plots.roc({f"best {p} (trial {r.trial})": r.proba for p, r in bests.items()}, y, classes, plot_dir)]
+            if len(poolings) >= 2:
+                base = "mean" if "mean" in poolings else poolings[0]
+                other = next(p for p in poolings if p != base)
+                links.append(plots.paired(np.array([v[base].metrics[metric] for v in matched.values()]),
+                                          np.array([v[other].metrics[metric] for v in matched.values()]),
+                                          base, other, LABEL.get(metric, metric), plot_dir))
+            L.append(" ".join(f"![{n}]({n})" for n in links))
+            L.append("")
+            L.append("ROC curves are one-vs-rest per class, from the out-of-fold predictions of the best configuration "
+                     "of each pooling; the paired plot shows every matched configuration (above the diagonal: the "
+                     "second pooling scored higher).")
+            L.append("")
     for dim in ("head", "sampling", "pca_dim", "tabular"):
         vals = sorted({str(_dim_value(r.config, dim)) for r in rows})
         if len(vals) < 2:
@@ -257,6 +280,12 @@ def build_report(run_dir: Path) -> str:
         L.append(f"Per-class recall of the top configuration (n = {n}): " + ", ".join(
             f"{k} {_f(v)} (n={int((y == i).sum())})" for i, (k, v) in enumerate(rec.items())) + ".")
         L.append("")
+        if plot_dir is not None and best.proba is not None:
+            from . import plots
+
+            name = plots.confusion(y, best.proba, list(c["classes"]), f"top: {best.arm}, trial {best.trial}", plot_dir)
+            L.append(f"![confusion matrix of the top configuration]({name})")
+            L.append("")
     L.append("## Failed trials")
     L.append("")
     if failed:
@@ -300,10 +329,10 @@ def _paired_section(matched: dict, poolings: list[str], metric: str) -> str:
 
 
 def write_report(run_dir: Path, out_dir: Path) -> Path:
-    """Write ``out_dir/report.md`` atomically (temp file, then rename)."""
-    text = build_report(Path(run_dir))
+    """Write ``out_dir/report.md`` atomically (temp file, then rename), with its PNG plots beside it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = build_report(Path(run_dir), plot_dir=out_dir)
     tmp = out_dir / f".report.md.{os.getpid()}.tmp"
     tmp.write_text(text)
     os.replace(tmp, out_dir / "report.md")

@@ -44,11 +44,17 @@ def test_quickstart_report_compares_poolings_with_n_and_ci(quickstart_run):
     assert f"n = {meta['cohort']['samples']} samples" in text
 
 
-def test_report_regenerates_identically_apart_from_timestamp(quickstart_run):
-    from sweeps.report import build_report
+def test_report_regenerates_identically_apart_from_timestamp(quickstart_run, tmp_path):
+    from sweeps.report import write_report
 
+    again = write_report(runner.runs_root() / "qs-smoke", tmp_path)
     strip = lambda t: "\n".join(ln for ln in t.splitlines() if "report written" not in ln)  # noqa: E731
-    assert strip(build_report(runner.runs_root() / "qs-smoke")) == strip(quickstart_run.read_text())
+    assert strip(again.read_text()) == strip(quickstart_run.read_text())
+    pngs = sorted(p.name for p in quickstart_run.parent.glob("*.png"))
+    assert pngs == ["confusion.png", "paired.png", "roc.png"]
+    for name in pngs:
+        assert (tmp_path / name).read_bytes() == (quickstart_run.parent / name).read_bytes(), name
+        assert f"]({name})" in quickstart_run.read_text(), "every plot is linked from the markdown"
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, sweeps_home, tmp_path):
