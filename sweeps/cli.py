@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus-per-trial", type=float, default=1)
     r.add_argument("--gpus-per-trial", type=float, default=0, help="fractional allowed, e.g. 0.25")
     r.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
+    r.add_argument("--storage", help="folder for run state (default .sweeps/runs; SWEEPS_RUNS)")
     r.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
     r.add_argument("--no-progress", action="store_true")
@@ -86,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")
     s.add_argument("run")
+    s.add_argument("--storage", help="the folder the run was started with")
     s.add_argument("--address")
     s.add_argument("--dashboard-host", default="127.0.0.1")
     s.add_argument("--no-progress", action="store_true")
@@ -93,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="(re)write the report of a finished or interrupted run")
     rp.add_argument("run")
+    rp.add_argument("--storage", help="the folder the run was started with")
     rp.set_defaults(fn=_report)
 
     ls = sub.add_parser("list", help="search spaces and every registered component")
@@ -111,6 +114,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     a = parser().parse_args(argv)
+    if getattr(a, "storage", None):
+        os.environ["SWEEPS_RUNS"] = str(os.path.abspath(a.storage))
     from trainables.registry import UnknownComponentError
 
     from .runner import ResourceError

@@ -28,7 +28,8 @@ def home() -> Path:
 
 
 def runs_root() -> Path:
-    return home() / "runs"
+    """Where runs (Tune's experiment folders) live: ``--storage`` / SWEEPS_RUNS, else ``<home>/runs``."""
+    return Path(os.environ["SWEEPS_RUNS"]).resolve() if os.environ.get("SWEEPS_RUNS") else home() / "runs"
 
 
 def reports_root() -> Path:

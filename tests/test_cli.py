@@ -76,3 +76,12 @@ def test_list_shows_spaces_and_every_registered_component(capsys):
 def test_resume_of_an_unknown_run_names_it(sweeps_home, capsys):
     assert main(["resume", "no-such-run"]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_storage_option_chooses_where_runs_are_looked_for(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SWEEPS_RUNS", raising=False)
+    assert main(["resume", "gone", "--storage", str(tmp_path / "elsewhere")]) == 2
+    assert str(tmp_path / "elsewhere") in capsys.readouterr().err
+    assert main(["report", "gone", "--storage", str(tmp_path / "other")]) == 2
+    assert str(tmp_path / "other") in capsys.readouterr().err
+    monkeypatch.delenv("SWEEPS_RUNS", raising=False)
