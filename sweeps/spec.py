@@ -117,6 +117,11 @@ def _check_component(space: str, kind: str, table: Registry, value: Any) -> None
             if not isinstance(params, dict):
                 raise SpecError(f"{where}.{sub}: parameters must be a dict")
             _check_params(where + "." + sub, table[sub], params, extra=POOL_TRAINING if kind == "pooling" else set())
+            if kind == "head":
+                for key in ("members", "base"):
+                    for v in values_of(params.get(key, [])) if key in params else []:
+                        for member in str(v).split("+"):
+                            table.check(member, f"{where}.{sub}.{key}")
     else:
         for n in values_of(value):
             table.check(n, where)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .registry import Registry
@@ -16,8 +15,33 @@ from .registry import Registry
 HEADS = Registry("head")
 
 
-def _scaled(est) -> Pipeline:
-    return Pipeline([("scale", StandardScaler()), ("est", est)])
+class Scaled(ClassifierMixin, BaseEstimator):
+    """Standardise the features (fitted on the training data), then fit ``estimator``; unlike a
+    Pipeline it takes ``sample_weight`` directly, so ensembles can pass weights to their members."""
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    def fit(self, X, y, sample_weight=None):
+        self.scaler_ = StandardScaler().fit(X)
+        self.estimator_ = clone(self.estimator)
+        Xs = self.scaler_.transform(X)
+        if sample_weight is None:
+            self.estimator_.fit(Xs, y)
+        else:
+            self.estimator_.fit(Xs, y, sample_weight=sample_weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(self.scaler_.transform(X))
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+def _scaled(est) -> Scaled:
+    return Scaled(est)
 
 
 @HEADS.register("logreg")
@@ -99,13 +123,64 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
+# -- ensembles: heads made of heads ------------------------------------------------------------
+# ``members`` is a '+'-joined list of head names (a plain string, so Optuna can choose among lists).
+
+def _members(members: str, seed: int) -> list[tuple[str, object]]:
+    names = [m for m in members.split("+") if m]
+    if len(names) < 2:
+        raise ValueError(f"an ensemble needs at least two members, got {members!r}")
+    out = []
+    for k, name in enumerate(names):
+        HEADS.check(name, "ensemble members")
+        if name in ENSEMBLES:
+            raise ValueError(f"ensemble member {name!r} is itself an ensemble; nest them in code, not in a space")
+        out.append((f"{name}{k}", HEADS[name](seed=seed)))
+    return out
+
+
+@HEADS.register("soft_voting")
+def soft_voting(members: str = "logreg+svc+lightgbm", seed: int = 0):
+    """Average of the members' predicted probabilities."""
+    from sklearn.ensemble import VotingClassifier
+
+    return VotingClassifier(_members(members, seed), voting="soft")
+
+
+@HEADS.register("stacking")
+def stacking(members: str = "logreg+svc+lightgbm", inner_folds: int = 5, seed: int = 0):
+    """Stacked generalisation (Wolpert 1992): a logistic-regression meta-learner fitted on the
+    members' out-of-fold probabilities from an inner split of the training fold only (nested: the
+    scored fold never reaches the meta-learner)."""
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    return StackingClassifier(_members(members, seed), final_estimator=LogisticRegression(max_iter=2000),
+                              cv=StratifiedKFold(inner_folds, shuffle=True, random_state=seed),
+                              stack_method="predict_proba")
+
+
+@HEADS.register("bagging")
+def bagging(base: str = "logreg", n_estimators: int = 10, max_samples: float = 0.8, seed: int = 0):
+    """Bootstrap aggregating (Breiman 1996) over any registered head."""
+    from sklearn.ensemble import BaggingClassifier
+
+    HEADS.check(base, "bagging base")
+    if base in ENSEMBLES:
+        raise ValueError(f"bagging base {base!r} is itself an ensemble")
+    return BaggingClassifier(HEADS[base](seed=seed), n_estimators=n_estimators, max_samples=max_samples,
+                             random_state=seed)
+
+
+ENSEMBLES = ("soft_voting", "stacking", "bagging")
+
+
 def fit_head(head, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None):
-    """Fit a fresh clone of ``head``, routing ``sample_weight`` to the final estimator of a pipeline."""
+    """Fit a fresh clone of ``head`` (with ``sample_weight`` when given)."""
     est = clone(head)
     if sample_weight is None:
         return est.fit(X, y)
-    if isinstance(est, Pipeline):
-        return est.fit(X, y, **{f"{est.steps[-1][0]}__sample_weight": sample_weight})
     return est.fit(X, y, sample_weight=sample_weight)
 
 
