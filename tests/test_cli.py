@@ -78,10 +78,16 @@ def test_resume_of_an_unknown_run_names_it(sweeps_home, capsys):
     assert "no run 'no-such-run'" in capsys.readouterr().err
 
 
-def test_storage_option_chooses_where_runs_are_looked_for(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("SWEEPS_RUNS", raising=False)
-    assert main(["resume", "gone", "--storage", str(tmp_path / "elsewhere")]) == 2
-    assert str(tmp_path / "elsewhere") in capsys.readouterr().err
-    assert main(["report", "gone", "--storage", str(tmp_path / "other")]) == 2
-    assert str(tmp_path / "other") in capsys.readouterr().err
-    monkeypatch.delenv("SWEEPS_RUNS", raising=False)
+def test_storage_option_chooses_where_runs_are_looked_for(tmp_path, capsys):
+    import os
+
+    before = os.environ.pop("SWEEPS_RUNS", None)
+    try:  # main() sets SWEEPS_RUNS for the process, as a CLI run does; undo it so no later test inherits it
+        assert main(["resume", "gone", "--storage", str(tmp_path / "elsewhere")]) == 2
+        assert str(tmp_path / "elsewhere") in capsys.readouterr().err
+        assert main(["report", "gone", "--storage", str(tmp_path / "other")]) == 2
+        assert str(tmp_path / "other") in capsys.readouterr().err
+    finally:
+        os.environ.pop("SWEEPS_RUNS", None)
+        if before is not None:
+            os.environ["SWEEPS_RUNS"] = before
