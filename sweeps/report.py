@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,8 +334,11 @@ def write_report(run_dir: Path, out_dir: Path) -> Path:
     """Write ``out_dir/report.md`` atomically (temp file, then rename), with its PNG plots beside it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = build_report(Path(run_dir), plot_dir=out_dir)
-    tmp = out_dir / f".report.md.{os.getpid()}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, out_dir / "report.md")
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))  # plots and text written here first
+    try:
+        (staging / "report.md").write_text(build_report(Path(run_dir), plot_dir=staging))
+        for f in sorted(staging.iterdir(), key=lambda p: p.name == "report.md"):  # report.md last
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "report.md"

@@ -151,7 +151,8 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
-               "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "space_arg": space}
+               "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test,
+               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort), fp, restore=False)
     return _finish(run_dir, write_report)

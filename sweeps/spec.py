@@ -117,11 +117,10 @@ def _check_component(space: str, kind: str, table: Registry, value: Any) -> None
             if not isinstance(params, dict):
                 raise SpecError(f"{where}.{sub}: parameters must be a dict")
             _check_params(where + "." + sub, table[sub], params, extra=POOL_TRAINING if kind == "pooling" else set())
-            if kind == "head":
-                for key in ("members", "base"):
-                    for v in values_of(params.get(key, [])) if key in params else []:
-                        for member in str(v).split("+"):
-                            table.check(member, f"{where}.{sub}.{key}")
+            for key in ("members", "base") if kind == "head" else ():  # ensembles name other heads
+                for v in values_of(params[key]) if key in params else []:
+                    for member in str(v).split("+"):
+                        table.check(member, f"{where}.{sub}.{key}")
     else:
         for n in values_of(value):
             table.check(n, where)
@@ -150,23 +149,22 @@ def load_space(name: str) -> SweepSpec:
         if not path.exists():
             raise SpecError(f"{path}: search space file not found")
         mod_name = f"_sweeps_space_{path.stem}"
-        spec_obj = importlib.util.spec_from_file_location(mod_name, path)
-        mod = importlib.util.module_from_spec(spec_obj)
+        loader = importlib.util.spec_from_file_location(mod_name, path)
+        mod = importlib.util.module_from_spec(loader)
         sys.modules[mod_name] = mod
-        spec_obj.loader.exec_module(mod)
-        spec = getattr(mod, "SPEC", None)
-        if not isinstance(spec, SweepSpec):
-            raise SpecError(f"{path} defines no SPEC = SweepSpec(...)")
-        spec.validate()
-        return spec
+        loader.loader.exec_module(mod)
+        return _spec_of(mod, str(path))
     spaces = available_spaces()
     if name not in spaces:
         close = difflib.get_close_matches(name, spaces, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise SpecError(f"unknown search space {name!r}.{hint} Spaces: {', '.join(spaces)}")
-    mod = importlib.import_module(f"search_spaces.{name}")
+    return _spec_of(importlib.import_module(f"search_spaces.{name}"), f"search_spaces/{name}.py")
+
+
+def _spec_of(mod, where: str) -> SweepSpec:
     spec = getattr(mod, "SPEC", None)
     if not isinstance(spec, SweepSpec):
-        raise SpecError(f"search_spaces/{name}.py defines no SPEC = SweepSpec(...)")
+        raise SpecError(f"{where} defines no SPEC = SweepSpec(...)")
     spec.validate()
     return spec

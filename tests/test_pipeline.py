@@ -24,3 +24,21 @@ def test_paired_arms_share_folds_and_differ_only_in_pooling():
     assert set(r) == {"mean", "attention"}
     assert not np.array_equal(r["mean"]["proba"], r["attention"]["proba"])
     assert len(r["mean"]["fold_metrics"]) == len(r["attention"]["fold_metrics"]) == 3
+
+
+def test_standardise_is_fitted_on_training_instances_and_leaves_padding_zero():
+    from trainables.pipeline import _standardise
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(40, 6, 10)) * 5 + 3).astype(np.float32)
+    mask = np.ones((40, 6), bool)
+    mask[:, 4:] = False  # two padding slots per bag
+    X[~mask] = 99.0
+    train = np.arange(30)
+    for pca in (0, 4):
+        Z, m = _standardise({"s": (X, mask)}, train, pca)["s"]
+        real = Z[train][mask[train]]
+        assert Z.shape[-1] == (pca or 10)
+        assert np.allclose(real.mean(0), 0, atol=1e-4)
+        assert np.allclose(real.std(0), 1, atol=1e-3), "standardised (or whitened) on the training part"
+        assert np.all(Z[~mask] == 0), "padding stays zero"

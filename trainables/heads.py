@@ -40,16 +40,12 @@ class Scaled(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
-def _scaled(est) -> Scaled:
-    return Scaled(est)
-
-
 @HEADS.register("logreg")
 def logreg(C: float = 1.0, max_iter: int = 2000, seed: int = 0):
     """Multinomial logistic regression (L2), on standardised features."""
     from sklearn.linear_model import LogisticRegression
 
-    return _scaled(LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+    return Scaled(LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
 
 
 @HEADS.register("svc")
@@ -57,7 +53,7 @@ def svc(C: float = 1.0, kernel: str = "rbf", seed: int = 0):
     """Support vector classifier with Platt-scaled probabilities (Cortes & Vapnik 1995)."""
     from sklearn.svm import SVC
 
-    return _scaled(SVC(C=C, kernel=kernel, probability=True, random_state=seed))
+    return Scaled(SVC(C=C, kernel=kernel, probability=True, random_state=seed))
 
 
 @HEADS.register("lightgbm")
@@ -75,7 +71,7 @@ def lightgbm(n_estimators: int = 150, learning_rate: float = 0.05, num_leaves: i
 def mlp(hidden_dim: int = 128, dropout: float = 0.2, epochs: int = 60, lr: float = 1e-3,
         weight_decay: float = 1e-3, seed: int = 0):
     """A one-hidden-layer torch MLP trained with AdamW, behind the scikit-learn contract."""
-    return _scaled(TorchMLPClassifier(hidden_dim=hidden_dim, dropout=dropout, epochs=epochs, lr=lr,
+    return Scaled(TorchMLPClassifier(hidden_dim=hidden_dim, dropout=dropout, epochs=epochs, lr=lr,
                                       weight_decay=weight_decay, seed=seed))
 
 

@@ -79,21 +79,26 @@ def _standardise(bags, train, pca_dim: int = 0):
             mu, sd = np.zeros(X.shape[-1], np.float32), np.ones(X.shape[-1], np.float32)
         else:
             mu, sd = real_tr.mean(0), real_tr.std(0) + 1e-6
-        P = np.diag(1.0 / sd).astype(np.float32)  # (D, D): standardise only
         if pca_dim and pca_dim < X.shape[-1] and len(real_tr) > pca_dim:
             R = (real_tr - mu) / sd
             evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
             W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))  # whitened
             P = (W / sd[:, None]).astype(np.float32)  # (D, k): standardise and project in one matmul
-        Z = np.zeros((*mask.shape, P.shape[1]), np.float32)  # (n, N, k)
-        Z[mask] = (X[mask] - mu) @ P
+            Z = np.zeros((*mask.shape, pca_dim), np.float32)  # (n, N, k)
+            Z[mask] = (X[mask] - mu) @ P
+        else:
+            Z = np.zeros(X.shape, np.float32)  # (n, N, D)
+            Z[mask] = (X[mask] - mu) / sd
         out[m] = Z, mask
     return out
 
 
 def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     """``_standardise`` memoised per worker process: it depends only on the fold's training part and
-    ``pca_dim``, so trials on a reused actor (and the arms of one trial) share it."""
+    ``pca_dim``, so trials on a reused actor (and the arms of one trial) share it. Only the small
+    PCA-projected bags are kept; full-width ones (tens of MB a fold) are recomputed."""
+    if not pca_dim:
+        return _standardise(data.bags, train, 0)
     memo = data.extra.setdefault("fold_bags", {})
     key = (pca_dim, hashlib.blake2b(np.ascontiguousarray(train).tobytes(), digest_size=8).hexdigest())
     if key not in memo:
