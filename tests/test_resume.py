@@ -13,7 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _finished(run_dir: Path) -> dict[str, float]:
-    return {p.parents[1].name: p.stat().st_mtime_ns for p in run_dir.glob("trial_*/checkpoint_*/metrics.json")}
+    """Trials whose record is complete (all three files there and readable), with metrics.json's mtime."""
+    import json
+
+    import numpy as np
+
+    out = {}
+    for ck in run_dir.glob("trial_*/checkpoint_*"):
+        try:
+            json.loads((ck / "config.json").read_text())
+            json.loads((ck / "metrics.json").read_text())
+            np.load(ck / "oof.npz").files
+        except (OSError, ValueError, EOFError):
+            continue
+        out[ck.parent.name] = (ck / "metrics.json").stat().st_mtime_ns
+    return out
 
 
 

@@ -67,10 +67,16 @@ def _completed_record(config: dict, run_dir: str) -> dict | None:
     if not run_dir:
         return None
     trial_dir = Path(run_dir) / f"trial_{tune.get_context().get_trial_id()}"
-    for ck in sorted(trial_dir.glob("checkpoint_*/metrics.json"), reverse=True):
-        saved = json.loads((ck.parent / "config.json").read_text()) if (ck.parent / "config.json").exists() else None
-        if saved == json.loads(json.dumps(config, sort_keys=True, default=str)):
-            return json.loads(ck.read_text())
+    want = json.loads(json.dumps(config, sort_keys=True, default=str))
+    for ck in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
+        try:  # a kill while Tune copied the checkpoint can leave a file missing or cut short
+            saved = json.loads((ck / "config.json").read_text())
+            metrics = json.loads((ck / "metrics.json").read_text())
+            np.load(ck / "oof.npz").files
+        except (OSError, ValueError, EOFError):
+            continue
+        if saved == want:
+            return metrics
     return None
 
 
