@@ -14,6 +14,17 @@ generator codes, hashed values). Nothing read from a DICOM header that identifie
 ids, birth dates) is ever placed in a cohort: the DICOM reader only returns pixels and geometry.
 
 A sample may lack any modality: that is a sample with no instance rows for it, never an error.
+
+Targets may be *masked*: a blank (NaN) in a target column means "not labelled for this target"
+(RSNA's blanks, CheXpert's ignored uncertain labels), never a class. A sweep on that target uses only
+the samples labelled for it; ``labels()`` gives -1 for the masked ones.
+
+Adapters also report what they set aside and what they suspect:
+
+- ``quarantine``: files that could not be read, as ``{"path", "reason"}`` records (the run goes on
+  without them; an adapter's ``strict=True`` raises instead).
+- ``flagged``: tabular columns the leakage guard (or the adapter) flagged, ``{column: reason}``;
+  flagged columns are not in ``tabular`` unless the user asked for them.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 TargetKind = Literal["multiclass", "binary"]
+MASKED = -1  # the class index of a sample not labelled for a target
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class Target:
     name: str
     kind: TargetKind
     classes: tuple[str, ...]
+    masked: bool = False  # NaN in the column means "not labelled for this target" (excluded, not a class)
 
 
 class CohortError(ValueError):
@@ -51,6 +64,8 @@ class Cohort:
     tabular: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     description: str = ""
+    quarantine: list[dict] = field(default_factory=list)  # [{"path": ..., "reason": ...}]
+    flagged: dict[str, str] = field(default_factory=dict)  # tabular column -> why it was flagged
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +83,8 @@ class Cohort:
             if t.name not in s.columns:
                 raise CohortError(f"cohort {self.name!r}: target column {t.name!r} missing from samples")
             bad = ~s[t.name].isin(t.classes)
+            if t.masked:
+                bad &= s[t.name].notna()
             if bad.any():
                 row = s[bad].iloc[0]
                 raise CohortError(
@@ -92,6 +109,12 @@ class Cohort:
         for col in self.tabular + self.text:
             if col not in s.columns:
                 raise CohortError(f"cohort {self.name!r}: declared column {col!r} missing from samples")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise CohortError(f"cohort {self.name!r}: a target is declared twice: {names}")
+        leak = set(names) & set(self.tabular + self.text)
+        if leak:
+            raise CohortError(f"cohort {self.name!r}: target column(s) {sorted(leak)} also declared as features")
 
     # -- helpers --------------------------------------------------------------------------------
     def target(self, name: str | None = None) -> Target:
@@ -103,10 +126,21 @@ class Cohort:
         raise CohortError(f"cohort {self.name!r} has no target {name!r}; targets: {[t.name for t in self.targets]}")
 
     def labels(self, name: str | None = None) -> np.ndarray:
-        """Integer class index per sample, in ``samples`` order."""
+        """Integer class index per sample, in ``samples`` order; ``MASKED`` (-1) where not labelled."""
         t = self.target(name)
         lookup = {c: k for k, c in enumerate(t.classes)}
-        return self.samples[t.name].map(lookup).to_numpy(dtype=np.int64)
+        return self.samples[t.name].map(lookup).fillna(MASKED).to_numpy(dtype=np.int64)
+
+    def labelled(self, name: str | None = None) -> "Cohort":
+        """The cohort restricted to the samples labelled for one target (all of them if unmasked)."""
+        keep = self.labels(name) != MASKED
+        if keep.all():
+            return self
+        samples = self.samples[keep].reset_index(drop=True)
+        instances = self.instances[self.instances["sample_id"].isin(samples["sample_id"])].reset_index(drop=True)
+        return Cohort(name=self.name, samples=samples, instances=instances, targets=self.targets,
+                      modalities=self.modalities, tabular=self.tabular, text=self.text, description=self.description,
+                      quarantine=self.quarantine, flagged=self.flagged)
 
     def fingerprint(self, content: bool = True) -> str:
         """A hash of the cohort's tables and, with ``content``, of every instance file's bytes.
