@@ -1,4 +1,4 @@
-"""``python -m sweeps COMMAND``: run, resume, report, list, data synth."""
+"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke)
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data)
     return 0
 
 
@@ -59,6 +59,52 @@ def _list(a) -> int:
     return 0
 
 
+def _options(pairs: list[str]) -> dict:
+    """``--option key=value`` pairs; values parsed as JSON where they can be (numbers, lists, true/false)."""
+    import json
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--option {pair!r}: expected key=value")
+        k, v = pair.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _inspect(a) -> int:
+    import json
+
+    from trainables.data import COHORTS
+    from trainables.registry import build
+
+    from .datainfo import format_summary, inspect_cohort
+    from .spec import available_spaces, load_space
+
+    name, opts = a.cohort, {}
+    if name not in COHORTS and name in available_spaces():  # a space name: inspect the cohort it runs on
+        spec = load_space(name)
+        name, opts = spec.cohort, dict(spec.cohort_options)
+    if a.data:
+        opts["root"] = os.path.abspath(a.data)
+    opts.update(_options(a.option))
+    cohort = build(COHORTS, {"name": name, name: opts}, "cohort")
+    info = inspect_cohort(cohort, check_images=a.check_images)
+    print(json.dumps(info, indent=1, default=str) if a.json else format_summary(info))
+    return 0
+
+
+def _standin(a) -> int:
+    from trainables.data import STANDINS
+
+    STANDINS.check(a.cohort, "cohort")
+    print(STANDINS[a.cohort](a.out))
+    return 0
+
+
 def _synth(a) -> int:
     from trainables.data import synthetic
 
@@ -82,7 +128,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
     r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--smoke", action="store_true", help="2 trials on a 40-patient synthetic cohort: checks a space in seconds")
+    r.add_argument("--data", help="the cohort's folder (or manifest file) on this machine, for spaces on a real dataset")
+    r.add_argument("--smoke", action="store_true",
+                   help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
     r.set_defaults(fn=_run)
 
     s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")
@@ -108,6 +156,17 @@ def parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--patients", type=int, default=300)
     sy.set_defaults(fn=_synth)
+    di = dsub.add_parser("inspect", help="samples, patients, modalities, labels, flagged columns, quarantined files")
+    di.add_argument("cohort", help="a cohort name (see `list`) or a search space name (inspects the cohort it uses)")
+    di.add_argument("--data", help="the cohort's folder (or manifest file)")
+    di.add_argument("--option", action="append", metavar="KEY=VALUE", help="an adapter option, e.g. uncertainty=ones")
+    di.add_argument("--check-images", action="store_true", help="decode every image and list the unreadable ones")
+    di.add_argument("--json", action="store_true")
+    di.set_defaults(fn=_inspect)
+    st = dsub.add_parser("standin", help="write a small generated dataset in a real cohort's on-disk layout")
+    st.add_argument("cohort")
+    st.add_argument("--out", required=True)
+    st.set_defaults(fn=_standin)
     return p
 
 
@@ -116,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     if getattr(a, "storage", None):
         os.environ["SWEEPS_RUNS"] = str(os.path.abspath(a.storage))
+    from trainables.data.cohort import CohortError
     from trainables.registry import UnknownComponentError
 
     from .runner import ResourceError
@@ -123,6 +183,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return a.fn(a)
-    except (SpecError, ResourceError, UnknownComponentError, FileNotFoundError, FileExistsError) as exc:
+    except (SpecError, ResourceError, UnknownComponentError, CohortError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -72,51 +72,93 @@ SMOKE_PATIENTS = 40
 
 
 def smoke(spec: SweepSpec) -> SweepSpec:
-    """The same space, made to finish in seconds: a small synthetic cohort (other cohorts as they are)."""
+    """The same space, made to finish in seconds: a small synthetic cohort, or for a real dataset
+    a small generated stand-in in its on-disk layout (unless ``--data`` points at the real one)."""
     from dataclasses import replace
+
+    from trainables.data import standin_root
 
     opts = dict(spec.cohort_options)
     if spec.cohort == "synthetic":
         opts["n_patients"] = min(opts.get("n_patients", 300), SMOKE_PATIENTS)
-    return replace(spec, cohort_options=opts, num_samples=2)
+    elif not opts.get("root"):
+        opts["root"] = str(standin_root(spec.cohort))
+    return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats)
+
+
+def with_data(spec: SweepSpec, data: str | None) -> SweepSpec:
+    """``--data PATH``: the cohort's folder (or manifest file) on this machine."""
+    from dataclasses import replace
+
+    if not data:
+        return spec
+    return replace(spec, cohort_options={**spec.cohort_options, "root": str(Path(data).resolve())})
+
+
+def load_cohort(spec: SweepSpec):
+    from trainables.data import COHORTS
+    from trainables.registry import build
+
+    return build(COHORTS, {"name": spec.cohort, spec.cohort: spec.cohort_options}, "cohort")
 
 
 def prepare(spec: SweepSpec, *, progress: bool = True):
     """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
-    from trainables.data import COHORTS
     from trainables.embed import embed_cohort
-    from trainables.registry import build
     from trainables.trainable import DataHandle
 
     t0 = time.time()
-    cohort = build(COHORTS, {"name": spec.cohort, spec.cohort: spec.cohort_options}, "cohort")
+    cohort = load_cohort(spec)
+    target = cohort.target(spec.target)
     log.info("cohort %s: %d samples, %d patients, %d instances (%.1fs)", cohort.name, len(cohort.samples),
              cohort.samples["patient_id"].nunique(), len(cohort.instances), time.time() - t0)
+    if cohort.quarantine:
+        log.warning("cohort %s: %d files quarantined (unreadable); `python -m sweeps data inspect` lists them",
+                    cohort.name, len(cohort.quarantine))
+    if spec.embeddings() and not cohort.modalities:
+        from .spec import SpecError
+
+        raise SpecError(f"space {spec.name!r} names an image encoder but cohort {cohort.name!r} has no image modalities")
     fp = cohort.fingerprint()
     entries = {}
-    for enc, pre in spec.embeddings():
+    for enc, pre in spec.embeddings():  # the whole cohort: one cache entry serves every target
         entry = embed_cohort(cohort, enc, pre, fingerprint=fp, progress=progress)
         entries[f"{enc}|{pre}"] = str(entry.path)
-    tab = cohort.samples[cohort.tabular].reset_index(drop=True) if cohort.tabular else None
+    full = cohort
+    cohort = cohort.labelled(target.name)
+    if len(cohort.samples) < len(full.samples):
+        log.info("target %s: %d of %d samples are labelled (blanks are masked, not a class)", target.name,
+                 len(cohort.samples), len(full.samples))
+    s = cohort.samples
+    tab = s[cohort.tabular].reset_index(drop=True) if cohort.tabular else None
+    texts = s[cohort.text].fillna("").astype(str).reset_index(drop=True) if cohort.text else None
+    text_cache = None
+    if "text" in spec.space and texts is not None:
+        from trainables.text_features import precompute
+
+        text_cache = precompute(spec.space["text"], texts, progress=progress)
     handle = DataHandle(
-        sample_ids=cohort.samples["sample_id"].tolist(), y=cohort.labels(), groups=cohort.samples["patient_id"].to_numpy(),
-        class_names=cohort.targets[0].classes, modalities=cohort.modalities, tabular=tab, entries=entries,
-        metric=spec.metric, mode=spec.mode, folds=spec.folds, seed=spec.seed, arms=spec.compare,
+        sample_ids=s["sample_id"].tolist(), y=cohort.labels(target.name), groups=s["patient_id"].to_numpy(),
+        class_names=target.classes, modalities=cohort.modalities if spec.embeddings() else [], tabular=tab,
+        entries=entries, metric=spec.metric, mode=spec.mode, folds=spec.folds, seed=spec.seed, arms=spec.compare,
+        texts=texts, text_cache=text_cache,
     )
     return cohort, fp, handle
 
 
-def cohort_summary(cohort) -> dict:
+def cohort_summary(cohort, target: str | None = None) -> dict:
     s, i = cohort.samples, cohort.instances
     present = i.groupby("modality")["sample_id"].nunique().to_dict()
-    t = cohort.targets[0]
+    t = cohort.target(target)
+    s = s[s[t.name].notna()]
     return {
         "name": cohort.name, "description": cohort.description, "samples": len(s), "patients": int(s["patient_id"].nunique()),
         "instances": len(i), "modalities": {m: {"present": int(present.get(m, 0)), "missing": len(s) - int(present.get(m, 0))}
                                             for m in cohort.modalities},
         "target": t.name, "classes": list(t.classes),
         "label_counts": {c: int((s[t.name] == c).sum()) for c in t.classes},
-        "tabular": cohort.tabular, "text": cohort.text,
+        "tabular": cohort.tabular, "text": cohort.text, "targets": len(cohort.targets),
+        "quarantined": len(cohort.quarantine), "flagged": dict(cohort.flagged),
     }
 
 
@@ -139,8 +181,8 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
-        smoke_test: bool = False) -> Path:
-    spec = load_space(space)
+        smoke_test: bool = False, data: str | None = None) -> Path:
+    spec = with_data(load_space(space), data)
     if smoke_test:
         spec = smoke(spec)
     if not address:
@@ -151,10 +193,10 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
-               "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test,
+               "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
     start_ray(address, dashboard_host, None)
-    _tune(spec, handle, run_dir, options, cohort_summary(cohort), fp, restore=False)
+    _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target), fp, restore=False)
     return _finish(run_dir, write_report)
 
 
@@ -167,7 +209,7 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
         raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}")
     meta = json.loads(meta_path.read_text())
     options = meta["options"]
-    spec = load_space(options.get("space_arg", meta["space"]))
+    spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"))
     if options.get("smoke"):
         spec = smoke(spec)
     if address:
@@ -211,7 +253,8 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         meta = {"space": spec.name, "options": options, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "description": spec.description}
+                "description": spec.description, "target": summary["target"],
+                "repeats": spec.repeats, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
         (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
         import numpy as np
 
@@ -222,10 +265,19 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         else:  # nothing to search: Optuna refuses an empty space, Tune's basic generator repeats the config
             log.info("space %s has no tune domains: running the fixed configuration", spec.name)
             searcher = None
+        param_space, num_samples = spec.space, options["num_samples"]
+        if spec.repeats > 1:  # each configuration runs `repeats` times with __trial_index__ 0.. (the seed offset)
+            if searcher is not None:
+                from ray.tune.search import Repeater
+
+                searcher = Repeater(searcher, repeat=spec.repeats, set_index=True)
+            else:
+                param_space = {**spec.space, "__trial_index__": tune.grid_search(list(range(spec.repeats)))}
+                num_samples = max(1, num_samples // spec.repeats)
         tuner = tune.Tuner(
             trainable,
-            param_space=spec.space,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options["num_samples"],
+            param_space=param_space,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,

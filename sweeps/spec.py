@@ -27,6 +27,8 @@ from trainables.metrics import METRICS
 from trainables.pooling import POOLINGS
 from trainables.registry import Registry, UnknownComponentError
 from trainables.sampling import SAMPLINGS
+from trainables.tabular import TABULAR
+from trainables.tabular import normalise as tabular_spec
 
 
 class SpecError(ValueError):
@@ -35,7 +37,7 @@ class SpecError(ValueError):
 
 COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "sampling": SAMPLINGS, "head": HEADS}
 # keys a trial config may hold, besides the components
-SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular"}
+SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text"}
 POOL_TRAINING = {"epochs", "lr", "weight_decay", "batch_size"}  # fit_poolers options accepted in pooling params
 
 
@@ -52,6 +54,9 @@ class SweepSpec:
     folds: int = 5
     seed: int = 0
     description: str = ""
+    target: str | None = None  # which of the cohort's targets to predict (default: its first)
+    repeats: int = 1  # run every configuration with this many seeds (folds and inits vary); report mean and SD
+    reference: str | None = None  # a CSV of published results to set beside ours in the report
 
     def validate(self) -> None:
         if self.metric not in METRICS:
@@ -64,12 +69,23 @@ class SweepSpec:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise SpecError(f"space {self.name!r}: unknown field {key!r}.{hint} Fields: {', '.join(sorted(allowed))}")
-        for key in ("encoder", "pooling", "head"):
-            if key not in self.space and not (key == "pooling" and self.compare.get("pooling")):
-                raise SpecError(f"space {self.name!r}: field {key!r} is required")
+        if "head" not in self.space:
+            raise SpecError(f"space {self.name!r}: field 'head' is required")
+        if not any(k in self.space for k in ("encoder", "tabular", "text")):
+            raise SpecError(f"space {self.name!r}: nothing to learn from: give an 'encoder' (images), 'tabular' or 'text'")
+        if "encoder" in self.space and "pooling" not in self.space and not self.compare.get("pooling"):
+            raise SpecError(f"space {self.name!r}: field 'pooling' is required with an encoder")
+        if self.repeats < 1 or (self.repeats > 1 and self.num_samples % self.repeats):
+            raise SpecError(f"space {self.name!r}: repeats={self.repeats} must be >= 1 and divide num_samples={self.num_samples}")
         try:
-            for enc in values_of(self.space.get("encoder")):
+            for enc in values_of(self.space.get("encoder")) if "encoder" in self.space else []:
                 ENCODERS.check(enc, f"{self.name}.encoder")
+            if "tabular" in self.space:
+                _check_component(self.name, "tabular", TABULAR, _tabular_names(self.space["tabular"]))
+            if "text" in self.space:
+                from trainables.text_features import check_text_spec
+
+                check_text_spec(self.space["text"], f"{self.name}.text")
             for pre in values_of(self.space.get("preprocessing", "grayscale_norm")):
                 parse_preprocessing(pre, f"{self.name}.preprocessing")
             for kind, table in COMPONENTS.items():
@@ -87,8 +103,19 @@ class SweepSpec:
 
     def embeddings(self) -> list[tuple[str, str]]:
         """Every (encoder, preprocessing) pair the space can ask for: what the embed stage computes."""
+        if "encoder" not in self.space:
+            return []
         return [(e, p) for e in values_of(self.space["encoder"])
                 for p in values_of(self.space.get("preprocessing", "grayscale_norm"))]
+
+
+def _tabular_names(v: Any) -> Any:
+    """``True``/``False`` (also inside a tune.choice) are shorthands for ``simple``/``none``."""
+    if isinstance(v, Categorical):
+        return Categorical([tabular_spec(x) for x in v.categories])
+    if isinstance(v, dict):
+        return {k: (_tabular_names(x) if k == "name" else x) for k, x in v.items()}
+    return tabular_spec(v)
 
 
 def values_of(v: Any) -> list[Any]:

@@ -31,6 +31,7 @@ from .pooling import POOLINGS, fit_poolers, pool
 from .registry import build, split_spec
 from .sampling import SAMPLINGS, balanced_class_weight
 from .splits import grouped_folds
+from .tabular import TABULAR, normalise as tabular_spec
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrialData:
     modalities: list[str]
     bags: dict[str, tuple[np.ndarray, np.ndarray]]  # modality -> (X (n, N, D), mask (n, N))
     tabular: pd.DataFrame | None = None  # (n, T) raw, NaN allowed
+    texts: pd.DataFrame | None = None  # (n, K) raw text columns ("" where empty)
     extra: dict = field(default_factory=dict)
 
 
@@ -108,27 +110,10 @@ def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     return memo[key]
 
 
-def _tabular(df: pd.DataFrame, train: np.ndarray) -> np.ndarray:
-    """Median imputation with missing indicators, scaling and one-hot encoding, fitted on ``train``."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    num = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
-    cat = [c for c in df.columns if c not in num]
-    ct = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), num),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore",
-                                                                                      sparse_output=False)), cat),
-    ])
-    ct.fit(df.iloc[train])
-    return np.asarray(ct.transform(df), dtype=np.float32)
-
-
 def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
              seed: int = 0) -> dict[str, dict]:
     """Run the config (once per arm) over patient-grouped folds; returns {arm: {"proba", "metrics", "fold_metrics"}}."""
+    seed = seed + int(config.get("__trial_index__", 0) or 0)  # repeats (Tune's Repeater) vary folds and inits
     arm_dim, arm_values = next(iter(arms.items())) if arms else (None, [None])
     if arm_dim not in (None, "pooling"):
         raise ValueError(f"comparing arms over {arm_dim!r} is not supported; only 'pooling'")
@@ -138,8 +123,10 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
     sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
     fusion = build(FUSIONS, config.get("fusion", "concat"), "fusion")
     head = build(HEADS, config["head"], "head", seed=seed)
-    use_tab = bool(config.get("tabular", False)) and data.tabular is not None
-    pool_spec = config.get("pooling", {})
+    tab_name = tabular_spec(config.get("tabular", False))
+    tabular = build(TABULAR, tab_name, "tabular") if data.tabular is not None else None
+    text_spec = config.get("text")
+    pool_spec = config.get("pooling", "mean")  # irrelevant without image modalities
     arm_specs = {}
     for arm in arm_values:
         if arm is not None:
@@ -152,11 +139,14 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
         arm_specs[arm if arm is not None else name] = (name, params, train_opts)
     proba = {a: np.zeros((len(data.y), n_classes)) for a in arm_specs}
     fold_metrics = {a: [] for a in arm_specs}
+    attention = {}  # (arm, modality) -> (n, N) out-of-fold attention weights of learnable poolings
     pca_dim = int(config.get("pca_dim", 0) or 0)
     for f, (tr, te) in enumerate(folds):
         bags = _fold_bags(data, tr, pca_dim)  # shared by every arm of this fold
-        presence = np.stack([bags[m][1].any(1) for m in data.modalities], 1)  # (n, M)
-        tab = _tabular(data.tabular, tr) if use_tab else None
+        presence = (np.stack([bags[m][1].any(1) for m in data.modalities], 1) if data.modalities
+                    else np.zeros((len(data.y), 0), bool))  # (n, M)
+        tab = tabular.fit_transform(data.tabular, tr, seed + f) if tabular is not None else None
+        txt = text_features(text_spec, data, tr, seed + f) if text_spec else None
         cw = balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
         for arm, (pool_name, pool_params, train_opts) in arm_specs.items():
             torch.manual_seed(seed + f)  # pooler init is part of the trial: reproducible from the seed
@@ -165,15 +155,33 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
             fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, data.y[tr], n_classes,
                         class_weight=cw, seed=seed + f, **train_opts)
             vectors = {m: pool(poolers[m], *bags[m]) for m in data.modalities}
-            X = fusion.fuse(vectors, presence)
+            for m, p in poolers.items():
+                if p.learnable:
+                    w = attention.setdefault((arm, m), np.full(bags[m][1].shape, np.nan, np.float32))
+                    with torch.inference_mode():
+                        a = p.weights(torch.as_tensor(bags[m][0][te]), torch.as_tensor(bags[m][1][te])).numpy()
+                    w[te] = np.where(bags[m][1][te], a, np.nan)
+            X = fusion.fuse(vectors, presence) if vectors else np.zeros((len(data.y), 0), np.float32)
+            if txt is not None:
+                X = np.concatenate([X, txt], 1)
             if tab is not None:
                 X = np.concatenate([X, tab], 1)
+            if X.shape[1] == 0:
+                raise ValueError("this trial has no features: no image modality, tabular is 'none' and no text")
             Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed + f)
             model = fit_head(head, Xtr, ytr, w)
             proba[arm][te] = predict_proba_full(model, X[te], n_classes)
             fold_metrics[arm].append(compute_metrics(data.y[te], proba[arm][te], data.class_names))
     return {a: {"proba": proba[a], "metrics": compute_metrics(data.y, proba[a], data.class_names),
-                "fold_metrics": fold_metrics[a]} for a in arm_specs}
+                "fold_metrics": fold_metrics[a], "attention": {m: w for (b, m), w in attention.items() if b == a}}
+            for a in arm_specs}
+
+
+def text_features(spec, data: TrialData, train: np.ndarray, seed: int) -> np.ndarray:
+    """Text columns -> (n, d) features, any learned part fitted on ``train`` only."""
+    from .text_features import fold_text_features
+
+    return fold_text_features(spec, data, train, seed)
 
 
 def flatten(results: dict[str, dict], metric: str, mode: str = "max") -> dict[str, float]:

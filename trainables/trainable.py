@@ -36,12 +36,21 @@ class DataHandle:
     seed: int
     arms: dict[str, list[str]]
     run_dir: str = ""  # the Tune experiment folder (trial folders are trial_<id> inside it)
+    texts: pd.DataFrame | None = None  # raw text columns, "" where empty
+    text_cache: dict[str, str] | None = None  # frozen text-encoder key -> cached (n, d) .npy of embeddings
 
 
 _MEMO: dict[str, TrialData] = {}
 
 
-def trial_data(handle: DataHandle, encoder: str, preprocessing: str) -> TrialData:
+def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> TrialData:
+    if encoder is None or not handle.modalities:  # a cohort (or trial) without images: tabular and text only
+        key = "no-images"
+        if key not in _MEMO:
+            _MEMO.clear()
+            _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, [], {}, handle.tabular, handle.texts,
+                                   extra={"text_cache": handle.text_cache or {}})
+        return _MEMO[key]
     k = f"{encoder}|{preprocessing}"
     if k not in handle.entries:
         raise KeyError(f"no embeddings for encoder {encoder!r} with preprocessing {preprocessing!r}; embedded: {sorted(handle.entries)}")
@@ -52,7 +61,8 @@ def trial_data(handle: DataHandle, encoder: str, preprocessing: str) -> TrialDat
             raise FileNotFoundError(f"embedding cache entry {path} is gone; rerun the sweep to rebuild it")
         bags = build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
         _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat
-        _MEMO[path] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular)
+        _MEMO[path] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular,
+                                handle.texts, extra={"text_cache": handle.text_cache or {}})
     return _MEMO[path]
 
 
@@ -91,12 +101,15 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
 
     cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     torch.set_num_threads(max(1, cpus))
-    data = trial_data(handle, config["encoder"], config.get("preprocessing", "grayscale_norm"))
+    data = trial_data(handle, config.get("encoder"), config.get("preprocessing", "grayscale_norm"))
     results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)
     flat = flatten(results, handle.metric, handle.mode)
     with tempfile.TemporaryDirectory() as d:
         # the trial's own record (the report reads this, not Tune's optional loggers)
-        np.savez_compressed(Path(d) / "oof.npz", **{arm: r["proba"].astype(np.float32) for arm, r in results.items()})
+        arrays = {arm: r["proba"].astype(np.float32) for arm, r in results.items()}
+        for arm, r in results.items():  # out-of-fold attention over instances (NaN = padding), for the report's plots
+            arrays.update({f"attn__{arm}__{m}": w for m, w in r.get("attention", {}).items()})
+        np.savez_compressed(Path(d) / "oof.npz", **arrays)
         (Path(d) / "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
         (Path(d) / "metrics.json").write_text(json.dumps(flat, sort_keys=True))
         tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
