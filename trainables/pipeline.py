@@ -161,13 +161,19 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
                     with torch.inference_mode():
                         a = p.weights(torch.as_tensor(bags[m][0][te]), torch.as_tensor(bags[m][1][te])).numpy()
                     w[te] = np.where(bags[m][1][te], a, np.nan)
-            X = fusion.fuse(vectors, presence) if vectors else np.zeros((len(data.y), 0), np.float32)
-            if txt is not None:
-                X = np.concatenate([X, txt], 1)
+            pres = presence
+            if txt is not None:  # text and tabular join the image modalities as vectors to fuse
+                vectors["text"] = txt
+                pres = np.concatenate([pres, (data.texts != "").any(axis=1).to_numpy()[:, None]], 1)
             if tab is not None:
-                X = np.concatenate([X, tab], 1)
-            if X.shape[1] == 0:
+                vectors["tabular"] = tab
+                pres = np.concatenate([pres, np.ones((len(data.y), 1), bool)], 1)
+            if not vectors:
                 raise ValueError("this trial has no features: no image modality, tabular is 'none' and no text")
+            if hasattr(fusion, "fit"):  # learned fusions: fitted on the fold's training part only
+                fusion.fit({m: v[tr] for m, v in vectors.items()}, pres[tr], data.y[tr], n_classes,
+                           class_weight=cw, seed=seed + f)
+            X = fusion.fuse(vectors, pres)
             Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed + f)
             model = fit_head(head, Xtr, ytr, w)
             proba[arm][te] = predict_proba_full(model, X[te], n_classes)
