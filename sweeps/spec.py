@@ -37,7 +37,7 @@ class SpecError(ValueError):
 
 COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "sampling": SAMPLINGS, "head": HEADS}
 # keys a trial config may hold, besides the components
-SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text"}
+SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text", "missing_eval"}
 POOL_TRAINING = {"epochs", "lr", "weight_decay", "batch_size"}  # fit_poolers options accepted in pooling params
 
 
@@ -75,6 +75,9 @@ class SweepSpec:
             raise SpecError(f"space {self.name!r}: nothing to learn from: give an 'encoder' (images), 'tabular' or 'text'")
         if "encoder" in self.space and "pooling" not in self.space and not self.compare.get("pooling"):
             raise SpecError(f"space {self.name!r}: field 'pooling' is required with an encoder")
+        fr = self.space.get("missing_eval", [])
+        if not isinstance(fr, (list, tuple)) or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in fr):
+            raise SpecError(f"space {self.name!r}: missing_eval must be a list of fractions in [0, 1], got {fr!r}")
         if self.repeats < 1 or (self.repeats > 1 and self.num_samples % self.repeats):
             raise SpecError(f"space {self.name!r}: repeats={self.repeats} must be >= 1 and divide num_samples={self.num_samples}")
         try:

@@ -109,3 +109,19 @@ def test_masked_labels_are_not_a_class_and_labelled_drops_them():
         Cohort("c", samples, inst, [Target("t", "binary", ("x", "y"))], ["m"])
     with pytest.raises(CohortError, match="also declared as features"):
         Cohort("c", samples, inst, [Target("t", "binary", ("x", "y"), masked=True)], ["m"], tabular=["t"])
+
+
+def test_simulated_missingness_removes_a_modality_at_test_time_only():
+    from tests.tests_helpers import make_bags
+
+    X, mask, y, _ = make_bags(160, seed=3, n_inst=6, d=8)
+    X[:, :, 1] += y[:, None] * 1.5  # the mean of this modality carries the label
+    groups = np.array([f"P{i}" for i in range(len(y))])
+    data = TrialData(y=y, groups=groups, class_names=("a", "b"), modalities=["img"], bags={"img": (X, mask)})
+    cfg = {"head": "logreg", "pooling": "mean", "missing_eval": [0.0, 0.5, 1.0]}
+    (res,) = evaluate(cfg, data, n_folds=3).values()
+    auc = {frac: res["missing"][("img", frac)]["auc_macro"] for frac in (0.0, 0.5, 1.0)}
+    assert auc[0.0] == pytest.approx(res["metrics"]["auc_macro"])  # nothing removed: the plain result
+    assert auc[0.0] > 0.85 and auc[1.0] == pytest.approx(0.5, abs=0.05) and auc[1.0] < auc[0.5] < auc[0.0]
+    with pytest.raises(SpecError, match="missing_eval"):
+        SweepSpec(name="t", space={"head": "logreg", "tabular": True, "missing_eval": [1.5]}).validate()

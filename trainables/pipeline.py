@@ -126,6 +126,7 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
     tab_name = tabular_spec(config.get("tabular", False))
     tabular = build(TABULAR, tab_name, "tabular") if data.tabular is not None else None
     text_spec = config.get("text")
+    missing_eval = sorted(float(x) for x in config.get("missing_eval", []) or [])
     pool_spec = config.get("pooling", "mean")  # irrelevant without image modalities
     arm_specs = {}
     for arm in arm_values:
@@ -140,6 +141,7 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
     proba = {a: np.zeros((len(data.y), n_classes)) for a in arm_specs}
     fold_metrics = {a: [] for a in arm_specs}
     attention = {}  # (arm, modality) -> (n, N) out-of-fold attention weights of learnable poolings
+    missing = {}  # (arm, modality, fraction) -> (n, C) out-of-fold probabilities with the modality removed at test time
     pca_dim = int(config.get("pca_dim", 0) or 0)
     for f, (tr, te) in enumerate(folds):
         bags = _fold_bags(data, tr, pca_dim)  # shared by every arm of this fold
@@ -178,8 +180,22 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
             model = fit_head(head, Xtr, ytr, w)
             proba[arm][te] = predict_proba_full(model, X[te], n_classes)
             fold_metrics[arm].append(compute_metrics(data.y[te], proba[arm][te], data.class_names))
+            for k, m in enumerate(vectors):  # simulated missingness: the trained model, a modality removed at test time
+                if m == "tabular" or not missing_eval:
+                    continue
+                rng = np.random.default_rng(seed + f * 1000 + k)
+                u = rng.random(len(te))  # nested removals: a sample removed at 25% is also removed at 50%
+                for frac in missing_eval:
+                    pres_m = pres.copy()
+                    pres_m[te[u < frac], k] = False
+                    Xm = fusion.fuse({q: np.where(pres_m[:, j:j + 1], v, 0) for j, (q, v) in enumerate(vectors.items())},
+                                     pres_m)
+                    out = missing.setdefault((arm, m, frac), np.zeros((len(data.y), n_classes)))
+                    out[te] = predict_proba_full(model, Xm[te], n_classes)
     return {a: {"proba": proba[a], "metrics": compute_metrics(data.y, proba[a], data.class_names),
-                "fold_metrics": fold_metrics[a], "attention": {m: w for (b, m), w in attention.items() if b == a}}
+                "fold_metrics": fold_metrics[a], "attention": {m: w for (b, m), w in attention.items() if b == a},
+                "missing": {(m, frac): compute_metrics(data.y, pm, data.class_names)
+                            for (b, m, frac), pm in missing.items() if b == a}}
             for a in arm_specs}
 
 
@@ -202,4 +218,7 @@ def flatten(results: dict[str, dict], metric: str, mode: str = "max") -> dict[st
         for k in METRICS:
             vals = np.array([fm[k] for fm in r["fold_metrics"]], dtype=float)
             out[f"arm/{arm}/{k}_fold_sd"] = float(np.nanstd(vals))
+        for (m, frac), mets in r.get("missing", {}).items():
+            for k in ("f1_macro", "auc_macro", "balanced_accuracy"):
+                out[f"arm/{arm}/missing/{m}/{frac:g}/{k}"] = mets[k]
     return out
