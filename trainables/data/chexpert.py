@@ -1,0 +1,450 @@
+"""Adapter for CheXpert / MIMIC-CXR style label tables: one CSV row per image, 14 pathology columns.
+
+The CSV (CheXpert's ``train.csv``/``valid.csv``, or a MIMIC-CXR table merged to one row per image):
+
+- an image path column (``Path``), relative to ``image_root``. CheXpert lists its paths from the
+  folder above the CSV (``CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg`` from
+  inside ``CheXpert-v1.0-small/``): a path whose first folder repeats ``image_root``'s own name (and is
+  not a folder inside it) is resolved from ``image_root``'s parent. ``image_root`` defaults to the
+  CSV's folder.
+- the 14 pathology columns with 1 (positive), 0 (negative), -1 (uncertain) or blank (not mentioned).
+  Values may be written ``1.0``/``-1.0``. Anything else is an error naming the row and column.
+- optional ``Sex``, ``Age``, ``Frontal/Lateral``, ``AP/PA`` (CheXpert) or ``ViewPosition`` (MIMIC),
+  and a report column (``Report``, ``Reports`` or ``report``, or ``report_col``).
+
+Samples are studies. CheXpert: patient = the image's grandparent folder, study = its parent folder
+(``patient00001`` / ``study1``; ``sample_id = "patient00001/study1"`` because study names repeat across
+patients; MIMIC-CXR-JPG paths ``files/p10/p10000032/s50414267/x.jpg`` split the same way). A CSV with
+``subject_id`` and ``study_id`` columns (MIMIC) uses those instead: patient = subject_id, sample =
+study_id. The views of a study are instances of modality ``frontal`` or ``lateral``, from the
+``Frontal/Lateral`` column, else ``ViewPosition`` (PA/AP... frontal; LATERAL/LL/RL lateral), else the
+file name (``..._frontal.jpg``). An image whose view cannot be told is left out, counted and logged.
+
+Labels are given per image row but belong to the study: rows of one study that disagree are an error
+naming the rows. Targets, one per pathology, ``Target(name, "binary", ("0", "1"), masked=True)``, named
+in snake_case (``PATHOLOGIES``: "No Finding" -> ``no_finding``, "Pleural Effusion" ->
+``pleural_effusion``, ...). The policies of the CheXpert paper (Irvin et al. 2019) for -1:
+``uncertainty="ignore"`` (U-Ignore: masked, NaN), ``"ones"`` (U-Ones: "1"), ``"zeros"`` (U-Zeros: "0");
+for blank: ``blank="ignore"`` (masked) or ``"zeros"`` (not mentioned = negative).
+
+Tabular features (when present): ``sex``, ``age`` and ``ap_pa`` (the projection of the study's first
+frontal image: AP or PA). Nothing else of the CSV is carried over, and DICOM headers are only probed
+for readability: no name, id or date read from them reaches the cohort.
+
+Text: with a report column the cohort has a text column ``report``. The CheXpert labels are *extracted
+from that report* (by the CheXpert labeler), so ``flagged["report"]`` says a text model reading it
+reads the answer. A CSV with reports but no image path column (the labeler's
+``labeled_reports.csv``) is a text-only cohort: one sample per row (``sample_id = patient_id`` = the
+row's 1-based position among the data rows, or subject_id/study_id when present), no modalities.
+
+Files: an image that is not there is a missing instance (no row), counted and logged once; one that
+cannot be opened (``probe_image``) is quarantined as ``{"path", "reason"}`` (``strict=True`` raises).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .cohort import Cohort, CohortError, Target
+
+__all__ = ["PATHOLOGIES", "load", "standin", "probe_image", "check_instances"]
+
+log = logging.getLogger(__name__)
+
+PATHOLOGIES = {
+    "No Finding": "no_finding",
+    "Enlarged Cardiomediastinum": "enlarged_cardiomediastinum",
+    "Cardiomegaly": "cardiomegaly",
+    "Lung Opacity": "lung_opacity",
+    "Lung Lesion": "lung_lesion",
+    "Edema": "edema",
+    "Consolidation": "consolidation",
+    "Pneumonia": "pneumonia",
+    "Atelectasis": "atelectasis",
+    "Pneumothorax": "pneumothorax",
+    "Pleural Effusion": "pleural_effusion",
+    "Pleural Other": "pleural_other",
+    "Fracture": "fracture",
+    "Support Devices": "support_devices",
+}
+UNCERTAINTY = {"ignore": np.nan, "ones": "1", "zeros": "0"}  # what -1 becomes
+BLANK = {"ignore": np.nan, "zeros": "0"}  # what a blank (not mentioned) becomes
+REPORT_COLUMNS = ("Report", "Reports", "report")
+REPORT_FLAG = ("the CheXpert labels are extracted from this report text by the CheXpert labeler: "
+               "a text model reading it reads the answer")
+_LATERAL_POSITIONS = {"LATERAL", "LL", "RL", "XTABLE LATERAL", "LARGE LATERAL"}
+_INSTANCE_COLUMNS = ["sample_id", "modality", "order", "path", "frame"]
+
+
+def load(csv, *, image_root=None, path_col: str = "Path", uncertainty: str = "ignore", blank: str = "ignore",
+         report_col: str | None = None, strict: bool = False) -> Cohort:
+    """Load a CheXpert/MIMIC-style CSV (or a folder holding ``train.csv``) as a cohort."""
+    csv = Path(csv)
+    if csv.is_dir():
+        csv = csv / "train.csv"
+    if not csv.is_file():
+        raise CohortError(f"{csv}: file not found (expected a CheXpert-style CSV)")
+    if uncertainty not in UNCERTAINTY:
+        raise CohortError(f"uncertainty={uncertainty!r}: valid policies are {list(UNCERTAINTY)}")
+    if blank not in BLANK:
+        raise CohortError(f"blank={blank!r}: valid policies are {list(BLANK)}")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise CohortError(f"{csv}: not a readable CSV ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    df.columns = [c.strip() for c in df.columns]
+    df.index = df.index + 2  # the spreadsheet row: the header is row 1
+    missing = [c for c in PATHOLOGIES if c not in df.columns]
+    if missing:
+        raise CohortError(f"{csv}: pathology column(s) {missing} missing; expected all of {list(PATHOLOGIES)}")
+    labels = _parse_labels(df, csv)
+    report = _report_column(df, csv, report_col)
+
+    if path_col not in df.columns:
+        if report is None:
+            raise CohortError(f"{csv}: no image path column {path_col!r} and no report column "
+                              f"({', '.join(REPORT_COLUMNS)}): nothing to learn from")
+        return _text_only(df, labels, report, csv, uncertainty, blank)
+
+    ids = _ids(df, csv, path_col)
+    _check_study_labels(labels, ids["sample_id"], csv)
+    root = Path(image_root) if image_root is not None else csv.parent
+    paths = _resolve(df[path_col], root)
+    dup = paths.duplicated(keep=False)
+    if dup.any():
+        raise CohortError(f"{csv}: rows {list(paths.index[dup][:5])} list the same image "
+                          f"{paths[dup].iloc[0]!r} (column {path_col!r})")
+    view = _views(df, csv, path_col)
+
+    first = ~ids["sample_id"].duplicated()
+    samples = ids.loc[first, ["sample_id", "patient_id"]].reset_index(drop=True)
+    for col, name in PATHOLOGIES.items():
+        samples[name] = _apply_policy(labels.loc[first, col], uncertainty, blank).to_numpy()
+    tabular = _tabular(df, csv, ids["sample_id"], view, first, samples)
+    text = []
+    if report is not None:
+        samples["report"] = df.loc[first, report].to_numpy()
+        text = ["report"]
+
+    known = view.notna()
+    if (~known).any():
+        log.warning("chexpert %s: view unknown for %d image(s) (no Frontal/Lateral or ViewPosition value, no "
+                    "'frontal'/'lateral' in the file name), left out; e.g. row %d", csv.name, int((~known).sum()),
+                    int(view.index[~known][0]))
+    rows = pd.DataFrame({"sample_id": ids["sample_id"], "modality": view, "path": paths})[known]
+    rows = rows.sort_values(["sample_id", "modality", "path"], key=_natural_sort)
+    instances, quarantine, n_missing = check_instances(rows, name=f"chexpert {csv.name}", strict=strict)
+
+    description = (f"CheXpert-style {csv.name}: {len(samples)} studies of {samples['patient_id'].nunique()} "
+                   f"patients, {len(instances)} images ({n_missing} absent, {len(quarantine)} quarantined, "
+                   f"{int((~known).sum())} of unknown view); uncertain (-1) -> {uncertainty}, blank -> {blank}")
+    return Cohort(name="chexpert", samples=samples, instances=instances, targets=_targets(),
+                  modalities=["frontal", "lateral"], tabular=tabular, text=text, description=description,
+                  quarantine=quarantine, flagged={"report": REPORT_FLAG} if text else {})
+
+
+# -- parsing ------------------------------------------------------------------------------------
+def _parse_labels(df: pd.DataFrame, csv: Path) -> pd.DataFrame:
+    """The 14 pathology columns as floats (1, 0, -1, NaN for blank); any other value is an error."""
+    raw = df[list(PATHOLOGIES)].apply(lambda s: s.str.strip())
+    num = raw.apply(pd.to_numeric, errors="coerce")
+    bad = (raw != "") & ~num.isin([1.0, 0.0, -1.0])
+    if bad.to_numpy().any():
+        row, col = bad.stack()[lambda s: s].index[0]
+        raise CohortError(f"{csv}: row {row}, column {col!r}: value {raw.at[row, col]!r} is not one of 1, 0, -1 or blank")
+    return num
+
+
+def _apply_policy(values: pd.Series, uncertainty: str, blank: str) -> pd.Series:
+    """1 -> "1", 0 -> "0", -1 and blank by policy (NaN = masked)."""
+    out = values.map({1.0: "1", 0.0: "0", -1.0: UNCERTAINTY[uncertainty]})
+    return out.where(values.notna(), BLANK[blank]).astype(object)
+
+
+def _report_column(df: pd.DataFrame, csv: Path, report_col: str | None) -> str | None:
+    if report_col is not None:
+        if report_col not in df.columns:
+            raise CohortError(f"{csv}: report column {report_col!r} not found; columns: {list(df.columns)}")
+        return report_col
+    return next((c for c in REPORT_COLUMNS if c in df.columns), None)
+
+
+def _ids(df: pd.DataFrame, csv: Path, path_col: str) -> pd.DataFrame:
+    """patient_id and sample_id per row: subject_id/study_id columns, else the path's folders."""
+    if {"subject_id", "study_id"} <= set(df.columns):
+        ids = pd.DataFrame({"patient_id": df["subject_id"].str.strip(), "sample_id": df["study_id"].str.strip()})
+        for col, src in (("patient_id", "subject_id"), ("sample_id", "study_id")):
+            if (ids[col] == "").any():
+                raise CohortError(f"{csv}: row {ids.index[ids[col] == ''][0]}, column {src!r}: blank")
+        other = ids.groupby("sample_id")["patient_id"].nunique()
+        if (other > 1).any():
+            study = other.index[other > 1][0]
+            raise CohortError(f"{csv}: study_id {study!r} belongs to several subject_id values "
+                              f"(rows {list(ids.index[ids['sample_id'] == study][:5])})")
+        return ids
+    parts = df[path_col].str.strip().str.replace("\\", "/", regex=False).str.extract(r"([^/]+)/([^/]+)/[^/]+$")
+    bad = parts[0].isna()
+    if bad.any():
+        row = parts.index[bad][0]
+        raise CohortError(f"{csv}: row {row}, column {path_col!r}: path {df.at[row, path_col]!r} does not name "
+                          f"<patient>/<study>/<image> (and there are no subject_id/study_id columns)")
+    return pd.DataFrame({"patient_id": parts[0], "sample_id": parts[0] + "/" + parts[1]})
+
+
+def _check_study_labels(labels: pd.DataFrame, sample_id: pd.Series, csv: Path) -> None:
+    """Every image row of a study must carry the same labels."""
+    differs = labels.groupby(sample_id.to_numpy()).nunique(dropna=False) > 1
+    if differs.to_numpy().any():
+        study, col = differs.stack()[lambda s: s].index[0]
+        rows = list(sample_id.index[sample_id == study])
+        values = [None if np.isnan(v) else v for v in labels.loc[rows, col]]
+        raise CohortError(f"{csv}: rows {rows} (study {study!r}) disagree on column {col!r}: {values}; "
+                          f"labels belong to the study and must agree across its images")
+
+
+def _resolve(paths: pd.Series, root: Path) -> pd.Series:
+    """Absolute paths; a path whose first folder is ``root``'s own name, and not a folder inside
+    ``root``, is taken from root's parent (CheXpert's ``CheXpert-v1.0-small/train/...``)."""
+    rel = paths.str.strip().str.replace("\\", "/", regex=False)
+    root = root.resolve()
+    from_parent = (rel.str.split("/").str[0] == root.name) & (not (root / root.name).is_dir())
+    return pd.Series(np.where(from_parent, str(root.parent), str(root)), index=rel.index) + "/" + rel
+
+
+def _views(df: pd.DataFrame, csv: Path, path_col: str) -> pd.Series:
+    """``frontal``/``lateral`` per row (NaN where nothing tells)."""
+    name = df[path_col].str.lower().str.extract(r"(frontal|lateral)[^/]*$")[0]
+    if "Frontal/Lateral" in df.columns:
+        given = df["Frontal/Lateral"].str.strip().str.lower()
+        bad = ~given.isin(["frontal", "lateral", ""])
+        if bad.any():
+            row = given.index[bad][0]
+            raise CohortError(f"{csv}: row {row}, column 'Frontal/Lateral': value {df.at[row, 'Frontal/Lateral']!r} "
+                              f"is not Frontal or Lateral")
+        return given.mask(given == "").fillna(name)
+    if "ViewPosition" in df.columns:
+        pos = df["ViewPosition"].str.strip().str.upper()
+        by_pos = pd.Series(np.select([pos.isin(_LATERAL_POSITIONS) | pos.str.contains("LAT"),
+                                      pos.str.match(r"^(PA|AP)\b")], ["lateral", "frontal"], ""), index=pos.index)
+        return by_pos.mask(by_pos == "").fillna(name)
+    return name
+
+
+def _tabular(df: pd.DataFrame, csv: Path, sample_id: pd.Series, view: pd.Series, first: pd.Series,
+             samples: pd.DataFrame) -> list[str]:
+    """Add sex, age and ap_pa to ``samples`` when the CSV has them; return their names."""
+    out = []
+    sex = next((c for c in ("Sex", "sex") if c in df.columns), None)
+    if sex:
+        value = df.loc[first, sex].str.strip()
+        samples["sex"] = value.mask(value == "").to_numpy()
+        out.append("sex")
+    age = next((c for c in ("Age", "age") if c in df.columns), None)
+    if age:
+        raw = df[age].str.strip()
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = (raw != "") & num.isna()
+        if bad.any():
+            row = raw.index[bad][0]
+            raise CohortError(f"{csv}: row {row}, column {age!r}: value {raw[row]!r} is not a number")
+        samples["age"] = num[first].to_numpy(dtype=float)
+        out.append("age")
+    proj = next((c for c in ("AP/PA", "ViewPosition") if c in df.columns), None)
+    if proj:
+        value = df[proj].str.strip().str.upper()
+        value = value.where((view == "frontal") & (value != ""))
+        per_study = value.groupby(sample_id.to_numpy()).first()  # first frontal image's projection
+        samples["ap_pa"] = samples["sample_id"].map(per_study).to_numpy()
+        out.append("ap_pa")
+    return out
+
+
+def _text_only(df: pd.DataFrame, labels: pd.DataFrame, report: str, csv: Path, uncertainty: str,
+               blank: str) -> Cohort:
+    """One sample per report row, no image modalities."""
+    if {"subject_id", "study_id"} <= set(df.columns):
+        samples = pd.DataFrame({"sample_id": df["study_id"].str.strip().to_numpy(),
+                                "patient_id": df["subject_id"].str.strip().to_numpy()})
+    else:
+        row_id = [str(k + 1) for k in range(len(df))]
+        samples = pd.DataFrame({"sample_id": row_id, "patient_id": row_id})
+    dup = samples["sample_id"].duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise CohortError(f"{csv}: rows {list(df.index[dup][:5])} repeat study_id {samples['sample_id'][dup].iloc[0]!r}")
+    for col, name in PATHOLOGIES.items():
+        samples[name] = _apply_policy(labels[col], uncertainty, blank).to_numpy()
+    samples["report"] = df[report].to_numpy()
+    instances = pd.DataFrame({c: pd.Series(dtype=object if c in ("sample_id", "modality", "path") else np.int64)
+                              for c in _INSTANCE_COLUMNS})
+    return Cohort(name="chexpert", samples=samples, instances=instances, targets=_targets(), modalities=[],
+                  text=["report"], flagged={"report": REPORT_FLAG},
+                  description=f"CheXpert-style reports {csv.name}: {len(samples)} reports, text only; "
+                              f"uncertain (-1) -> {uncertainty}, blank -> {blank}")
+
+
+def _targets() -> list[Target]:
+    return [Target(name, "binary", ("0", "1"), masked=True) for name in PATHOLOGIES.values()]
+
+
+def _natural_sort(col: pd.Series) -> pd.Series:
+    """Sort key putting 'view2' before 'view10'."""
+    if col.name != "path":
+        return col
+    return col.map(lambda p: tuple((0, int(t), "") if t.isdigit() else (1, 0, t)
+                                   for t in re.split(r"(\d+)", p) if t))
+
+
+# -- files: shared by the chest X-ray adapters --------------------------------------------------
+def probe_image(path: str) -> str | None:
+    """Why the image file at ``path`` cannot be opened, or None.
+
+    A cheap check, so that a load over hundreds of thousands of images stays fast: DICOM files must
+    have a readable header followed by more data (the pixels); raster files must open with Pillow and
+    pass its ``verify`` (PNG chunk checksums included). A file damaged only inside its compressed
+    pixels is caught later, by ``read_slice`` at embedding time. The reason names the failure type only,
+    never a header value.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+            if head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom"):
+                import pydicom
+
+                f.seek(0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pydicom.dcmread(f, force=True, stop_before_pixels=True)
+                return None if f.read(1) else "not a DICOM image: the file ends before any pixel data"
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:  # pydicom and Pillow raise many types for damaged input
+        return f"not a readable image ({type(exc).__name__})"
+    return None
+
+
+def check_instances(rows: pd.DataFrame, *, name: str, strict: bool = False) -> tuple[pd.DataFrame, list[dict], int]:
+    """Keep the rows (``sample_id``, ``modality``, ``path``, in order) whose file is there and opens.
+
+    Returns the instances table (``order`` counts within sample and modality, ``frame`` 0), the
+    quarantine records and the number of absent files. Absent files are logged once, as a count;
+    unreadable ones are quarantined, or raise ``CohortError`` with ``strict``.
+    """
+    there = rows["path"].map(os.path.isfile).astype(bool)
+    n_missing = int((~there).sum())
+    if n_missing:
+        log.warning("%s: %d of %d image file(s) absent, counted as missing instances; e.g. %s",
+                    name, n_missing, len(rows), rows["path"][~there].iloc[0])
+    rows = rows[there]
+    reasons = [probe_image(p) for p in rows["path"]]
+    quarantine = [{"path": p, "reason": r} for p, r in zip(rows["path"], reasons) if r is not None]
+    if quarantine and strict:
+        raise CohortError(f"{quarantine[0]['path']}: {quarantine[0]['reason']}")
+    if quarantine:
+        log.warning("%s: %d unreadable image file(s) quarantined; e.g. %s: %s", name, len(quarantine),
+                    quarantine[0]["path"], quarantine[0]["reason"])
+    rows = rows[np.array([r is None for r in reasons], dtype=bool)].reset_index(drop=True)
+    rows["order"] = rows.groupby(["sample_id", "modality"]).cumcount().astype(np.int64)
+    rows["frame"] = np.int64(0)
+    return rows[_INSTANCE_COLUMNS], quarantine, n_missing
+
+
+# -- stand-in -----------------------------------------------------------------------------------
+_FIRST = ["Ingrid", "Tomasz", "Aiko", "Rafael", "Nkechi", "Lars", "Mireille", "Dmitri"]
+_LAST = ["Halvorsen", "Quintanilla", "Wojciechowski", "Nakagawa", "Abernathy", "Okonkwo", "Lindqvist", "Vasquez"]
+_REPORTS = ["Heart size normal and lungs are clear.", "Mild cardiomegaly.", "Small left pleural effusion.",
+            "Patchy opacity at the right base, may reflect atelectasis.", "Support device in place."]
+
+
+def standin(out, *, n_patients: int = 15, seed: int = 0, image_format: str = "jpg") -> Path:
+    """Write a small CheXpert-layout stand-in at ``out`` and return ``out``.
+
+    ``out/train.csv`` (Path, Sex, Age, Frontal/Lateral, AP/PA, the 14 pathologies with 1/0/-1/blank)
+    with paths ``train/patient00001/study1/view1_frontal.jpg`` relative to ``out``; 1 or 2 studies per
+    patient, 1 to 3 views per study (always a frontal), 32x32 grey images. ``image_format="dcm"`` writes
+    DICOM files whose headers carry made-up PatientName/PatientID/PatientBirthDate, so that tests can
+    prove none reaches the cohort. Built in a temporary folder and renamed into place.
+    """
+    if image_format not in ("jpg", "dcm"):
+        raise ValueError(f"image_format={image_format!r}: valid formats are 'jpg' and 'dcm'")
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; remove it or choose another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_standin(tmp, np.random.default_rng(seed), n_patients, image_format)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_standin(root: Path, rng: np.random.Generator, n_patients: int, image_format: str) -> None:
+    rows = []
+    for p in range(1, n_patients + 1):
+        identity = {"PatientName": f"{_LAST[rng.integers(len(_LAST))]}^{_FIRST[rng.integers(len(_FIRST))]}",
+                    "PatientID": f"MRN{rng.integers(10**6, 10**7)}",
+                    "PatientBirthDate": f"{rng.integers(1935, 2000)}{rng.integers(1, 13):02d}{rng.integers(1, 28):02d}"}
+        sex, age = str(rng.choice(["Male", "Female"])), int(rng.integers(20, 90))
+        for s in range(1, int(rng.integers(1, 3)) + 1):
+            labels = {c: rng.choice(["1.0", "0.0", "-1.0", ""], p=[0.25, 0.25, 0.15, 0.35]) for c in PATHOLOGIES}
+            ap_pa = str(rng.choice(["AP", "PA"]))
+            views = ["frontal"] + list(rng.choice(["lateral", "frontal"], size=int(rng.integers(0, 3)), p=[0.8, 0.2]))
+            for v, view in enumerate(views, start=1):
+                rel = f"train/patient{p:05d}/study{s}/view{v}_{view}.{image_format}"
+                pixels = _standin_image(rng, labels["Cardiomegaly"] == "1.0")
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                if image_format == "dcm":
+                    _write_dicom(root / rel, pixels, identity, view, ap_pa)
+                else:
+                    Image.fromarray(pixels).save(root / rel, quality=95)
+                rows.append({"Path": rel, "Sex": sex, "Age": age + s - 1, "Frontal/Lateral": view.capitalize(),
+                             "AP/PA": ap_pa if view == "frontal" else "", **labels})
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+
+
+def _standin_image(rng: np.random.Generator, positive: bool) -> np.ndarray:
+    """32x32 8-bit grey: noise around a bright 'heart' disc, larger when the finding is positive."""
+    yy, xx = np.mgrid[0:32, 0:32]
+    radius = 9 if positive else 6
+    disc = ((yy - 18) ** 2 + (xx - 16) ** 2 < radius**2) * 90.0
+    return np.clip(rng.normal(80, 20, (32, 32)) + disc, 0, 255).astype(np.uint8)
+
+
+def _write_dicom(path: Path, pixels: np.ndarray, identity: dict, view: str, ap_pa: str) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.PatientName = identity["PatientName"]
+    ds.PatientID = identity["PatientID"]
+    ds.PatientBirthDate = identity["PatientBirthDate"]
+    ds.ViewPosition = ap_pa if view == "frontal" else "LL"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
