@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
 
-from trainables.data.images import ImageReadError, order_series, read_slice, window_from_header
+from trainables.data.images import ImageReadError, order_series, read_slice, read_slice_with_voi, window_from_header
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SWEEPS_SHARED_DATA") or REPO.parent / "shared" / "data")
@@ -135,20 +135,34 @@ def test_enhanced_multiframe_uses_per_frame_rescale(tmp_path):
     np.testing.assert_array_equal(read_slice(str(path), frame=1), frames[1] * 3.0 - 5)
 
 
-def test_rgb_dicom_is_averaged_to_grey(tmp_path):
-    rgb = np.zeros((4, 5, 3), dtype=np.uint8)
-    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 30, 60, 90
-    path = write_dicom(tmp_path / "rgb.dcm", ramp())
+def write_rgb_dicom(path: Path, rgb: np.ndarray) -> Path:
+    """Write an uncompressed 8-bit RGB DICOM of ``rgb`` (H, W, 3)."""
+    write_dicom(path, ramp())
     ds = pydicom.dcmread(path)
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PlanarConfiguration = 4, 5, 3, 0
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
     ds.PhotometricInterpretation = "RGB"
     ds.BitsAllocated = ds.BitsStored = 8
     ds.HighBit = 7
-    ds.PixelData = rgb.tobytes()
+    ds.PixelData = rgb.astype(np.uint8).tobytes()
     ds.save_as(path)
-    image = read_slice(str(path))
+    return path
+
+
+def test_rgb_dicom_becomes_bt601_luma_grey(tmp_path):
+    rgb = np.zeros((4, 5, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 30, 60, 90
+    image = read_slice(str(write_rgb_dicom(tmp_path / "rgb.dcm", rgb)))
     assert image.shape == (4, 5)
-    np.testing.assert_allclose(image, 60.0)
+    np.testing.assert_allclose(image, 0.299 * 30 + 0.587 * 60 + 0.114 * 90, rtol=1e-6)  # not the mean, 60
+
+
+def test_colour_picture_reads_alike_from_dicom_and_png(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, size=(16, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    from_dicom = read_slice(str(write_rgb_dicom(tmp_path / "c.dcm", rgb)))
+    from_png = read_slice(str(tmp_path / "c.png"))
+    assert np.abs(from_dicom - from_png).max() <= 0.5 + 1e-3  # Pillow rounds its luma to 8 bits
 
 
 def test_window_from_header_returns_first_center_and_width(tmp_path):
@@ -435,3 +449,163 @@ def test_fast_path_matches_the_general_decoder_exactly(tmp_path):
         assert fast is not None, "synthetic files are uncompressed and take the fast path"
         assert np.array_equal(fast, expected)
         assert np.array_equal(images.read_slice(str(f)), expected.astype(np.float32))
+
+
+# --- compressed, multi-frame and colour files from pydicom's own test data --------------------------
+
+
+def pydicom_file(name: str) -> str:
+    """A test file shipped inside the pydicom wheel (never downloaded); skip when absent."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} not installed with pydicom")
+    return path
+
+
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm",
+                                  "MR_small_bigendian.dcm", "MR_small_implicit.dcm"])
+def test_lossless_encodings_decode_to_the_uncompressed_pixels(name):
+    # The same MR slice stored as JPEG-LS lossless, JPEG 2000 lossless, RLE, big endian and implicit VR.
+    reference = read_slice(pydicom_file("MR_small.dcm"))
+    assert reference.shape == (64, 64) and reference.std() > 100
+    np.testing.assert_array_equal(read_slice(pydicom_file(name)), reference)
+
+
+def test_jpeg_lossless_colour_equals_its_rle_twin():
+    jpeg_lossless = read_slice(pydicom_file("SC_rgb_jpeg_gdcm.dcm"))  # JPEG process 14, RGB
+    rle = read_slice(pydicom_file("SC_rgb_rle.dcm"))
+    assert jpeg_lossless.shape == (100, 100) and jpeg_lossless.max() > jpeg_lossless.min()
+    np.testing.assert_array_equal(jpeg_lossless, rle)
+
+
+@pytest.mark.parametrize("name, shape", [("JPEG2000.dcm", (1024, 256)), ("JPGExtended.dcm", (1024, 256)),
+                                         ("693_J2KI.dcm", (512, 512))])
+def test_lossy_jpeg_and_jpeg2000_decode_with_the_modality_lut(name, shape):
+    from pydicom.pixels import apply_modality_lut
+
+    ds = pydicom.dcmread(pydicom_file(name))
+    image = read_slice(pydicom_file(name))
+    assert image.shape == shape and image.std() > 1
+    np.testing.assert_allclose(image, apply_modality_lut(ds.pixel_array, ds), rtol=1e-6)
+
+
+def test_multiframe_files_give_each_frame():
+    rtdose = pydicom_file("rtdose.dcm")  # 15 uncompressed frames
+    stored = pydicom.dcmread(rtdose).pixel_array
+    for k in (0, 7, 14):
+        np.testing.assert_array_equal(read_slice(rtdose, k), stored[k])
+    with pytest.raises(ImageReadError, match="frame 15 .*15 frame"):
+        read_slice(rtdose, 15)
+    # RLE, two colour frames: the second is the negative of the first
+    first, second = (read_slice(pydicom_file("SC_rgb_rle_2frame.dcm"), k) for k in (0, 1))
+    np.testing.assert_allclose(first + second, 255, atol=1e-3)
+    # JPEG baseline, 30 YBR frames: pydicom converts to RGB, then luma
+    frames = [read_slice(pydicom_file("examples_ybr_color.dcm"), k) for k in (0, 29)]
+    assert all(f.shape == (240, 320) for f in frames) and not np.array_equal(*frames)
+
+
+def test_palette_colour_becomes_grey():
+    image = read_slice(pydicom_file("examples_palette.dcm"))
+    assert image.ndim == 2 and image.max() > image.min()
+
+
+def test_pydicom_truncated_mr_raises():
+    with pytest.raises(ImageReadError, match="MR_truncated.dcm"):
+        read_slice(pydicom_file("MR_truncated.dcm"))
+
+
+# --- VOI: the file's own window, for the window preprocessing step --------------------------------
+
+
+def _pydicom_windowed_to_unit(ds, pixels):
+    """pydicom's apply_windowing output scaled from its (y_min, y_max) range to [0, 1]."""
+    from pydicom.pixels import apply_windowing
+
+    bits = int(ds.BitsStored)
+    y_min, y_max = (0, 2**bits - 1) if ds.PixelRepresentation == 0 else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return (apply_windowing(pixels.astype(np.float64), ds) - y_min) / (y_max - y_min)
+
+
+def test_voi_window_matches_pydicom_windowing_on_a_real_mr():
+    path = pydicom_file("MR_small.dcm")
+    image, voi = read_slice_with_voi(path)
+    assert (voi.function, voi.center, voi.width) == ("LINEAR", 600.0, 1600.0)
+    windowed = voi.apply(image)
+    assert windowed.dtype == np.float32 and 0 <= windowed.min() and windowed.max() <= 1
+    assert 0 < (windowed == 1).mean() < 0.5  # the window clips part of the image
+    np.testing.assert_allclose(windowed, _pydicom_windowed_to_unit(pydicom.dcmread(path), image), atol=1e-6)
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+def test_voi_functions_match_pydicom(tmp_path, function):
+    pixels = np.arange(0, 4000, 40, dtype=np.uint16).reshape(10, 10)
+    path = write_dicom(tmp_path / "w.dcm", pixels, WindowCenter=1500, WindowWidth=800, VOILUTFunction=function)
+    image, voi = read_slice_with_voi(str(path))
+    assert voi.function == function
+    np.testing.assert_allclose(voi.apply(image), _pydicom_windowed_to_unit(pydicom.dcmread(path), image), atol=1e-6)
+
+
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_voi_lut_sequence_maps_through_the_lut_and_takes_precedence(tmp_path, vr):
+    lut = (np.linspace(0, 1, 256) ** 2 * 4095).astype(np.uint16)  # a curved 12-bit LUT over inputs 100..355
+    item = Dataset()
+    item.LUTDescriptor = [256, 100, 12]
+    item.add_new("LUTData", vr, lut.tolist() if vr == "US" else lut.astype("<u2").tobytes())
+    pixels = np.array([[0, 100, 150], [200, 355, 1000]], dtype=np.uint16)
+    path = write_dicom(tmp_path / "lut.dcm", pixels, VOILUTSequence=[item], WindowCenter=0, WindowWidth=10)
+    image, voi = read_slice_with_voi(str(path))
+    assert voi.function == "LUT"
+    expected = lut[np.clip(pixels.astype(int) - 100, 0, 255)] / 4095
+    np.testing.assert_allclose(voi.apply(image), expected, atol=1e-6)
+
+
+def test_voi_of_monochrome1_keeps_bright_bright(tmp_path):
+    # Same stored values and window; MONOCHROME1 displays low values bright, so its windowed image is
+    # the complement of the MONOCHROME2 one.
+    stored = ramp(8, 8) * 5
+    window = {"WindowCenter": 1200, "WindowWidth": 1000}
+    m2 = write_dicom(tmp_path / "m2.dcm", stored, **window)
+    m1 = write_dicom(tmp_path / "m1.dcm", stored, PhotometricInterpretation="MONOCHROME1", **window)
+    (img2, voi2), (img1, voi1) = read_slice_with_voi(str(m2)), read_slice_with_voi(str(m1))
+    assert voi1.monochrome1 and not voi2.monochrome1
+    np.testing.assert_allclose(voi1.apply(img1), 1 - voi2.apply(img2), atol=1e-6)
+
+
+def test_enhanced_multiframe_voi_is_per_frame(tmp_path):
+    def frame_voi(center, width):
+        item = Dataset()
+        item.WindowCenter, item.WindowWidth = center, width
+        group = Dataset()
+        group.FrameVOILUTSequence = [item]
+        return group
+
+    path = write_dicom(tmp_path / "enh.dcm", np.stack([ramp(), ramp()]),
+                       PerFrameFunctionalGroupsSequence=[frame_voi(100, 50), frame_voi(300, 80)])
+    assert (read_slice_with_voi(str(path), 0)[1].center, read_slice_with_voi(str(path), 1)[1].width) == (100, 80)
+
+
+def test_no_voi_for_files_without_a_usable_window(tmp_path):
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "p.png")
+    rgb = write_rgb_dicom(tmp_path / "rgb.dcm", np.zeros((4, 4, 3), dtype=np.uint8))
+    plain = write_dicom(tmp_path / "plain.dcm", ramp())
+    zero_width = write_dicom(tmp_path / "zero.dcm", ramp(), WindowCenter=10, WindowWidth=0)
+    for path in (tmp_path / "p.png", rgb, plain, zero_width):
+        image, voi = read_slice_with_voi(str(path))
+        assert voi is None and image.ndim == 2
+
+
+# --- privacy of failure reasons -------------------------------------------------------------------
+
+
+def test_decoder_messages_quoting_a_value_are_redacted(tmp_path):
+    # A corrupt header can put any bytes where the decoder looks; pydicom quotes what it found.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns that this is no valid CS value, as intended
+        path = write_dicom(tmp_path / "odd.dcm", ramp(), PhotometricInterpretation="QUIXOTE^DULCINEA", **PHI)
+    with pytest.raises(ImageReadError) as info:
+        read_slice(str(path))
+    reason = info.value.reason
+    assert "'Photometric Interpretation'" in reason  # element names are kept...
+    assert "QUIXOTE" not in reason and "'…'" in reason  # ...the value is not

@@ -1,9 +1,11 @@
 """The embedding cache: one entry per (cohort content, encoder + weights, preprocessing, input size).
 
 An entry is a folder ``<root>/<key>/`` holding ``embeddings.npy`` (N, D) float32 in the cohort's
-instance order, ``index.csv`` (sample_id, modality, order: no paths, nothing from a header) and
-``meta.json``. It is written into a temporary sibling folder and renamed into place in one step, so
-a write interrupted midway (a crash, a kill) leaves no readable entry, only a ``.tmp-*`` folder that
+instance order, ``index.csv`` (sample_id, modality, order: no paths, nothing from a header),
+``meta.json`` and ``quarantine.json``: the instances left out because their image could not be read,
+as ``{"path", "frame", "reason"}`` records (``[]`` when none; entries written before it existed read
+as ``[]``). It is written into a temporary sibling folder and renamed into place in one step, so a
+write interrupted midway (a crash, a kill) leaves no readable entry, only a ``.tmp-*`` folder that
 is ignored and swept later.
 """
 
@@ -15,13 +17,14 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 CACHE_VERSION = 1
+QUARANTINE_FILE = "quarantine.json"
 
 
 def default_root() -> Path:
@@ -40,6 +43,7 @@ class Entry:
     embeddings: np.ndarray  # (N, D), memory-mapped
     index: pd.DataFrame
     meta: dict
+    quarantine: list[dict] = field(default_factory=list)  # instances left out: {"path", "frame", "reason"}
 
 
 def lookup(root: Path, key: str) -> Entry | None:
@@ -51,11 +55,16 @@ def lookup(root: Path, key: str) -> Entry | None:
     index = pd.read_csv(path / "index.csv", dtype={"sample_id": str})
     if len(index) != emb.shape[0]:
         raise RuntimeError(f"{path}: cache entry is inconsistent ({len(index)} index rows, {emb.shape[0]} embeddings)")
-    return Entry(key, path, emb, index, meta)
+    quarantine_file = path / QUARANTINE_FILE
+    quarantine = json.loads(quarantine_file.read_text()) if quarantine_file.exists() else []
+    return Entry(key, path, emb, index, meta, quarantine)
 
 
-def write(root: Path, key: str, embeddings: np.ndarray, index: pd.DataFrame, meta: dict) -> Entry:
-    """Write an entry atomically; if another process won the race, keep theirs."""
+def write(root: Path, key: str, embeddings: np.ndarray, index: pd.DataFrame, meta: dict,
+          quarantine: list[dict] | None = None) -> Entry:
+    """Write an entry atomically; if another process won the race, keep theirs.
+
+    ``index`` has one row per embedding; ``quarantine`` lists the instances left out of both."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
@@ -63,6 +72,7 @@ def write(root: Path, key: str, embeddings: np.ndarray, index: pd.DataFrame, met
     try:
         np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
         index[["sample_id", "modality", "order"]].to_csv(tmp / "index.csv", index=False)
+        (tmp / QUARANTINE_FILE).write_text(json.dumps(quarantine or [], indent=1))
         (tmp / "meta.json").write_text(json.dumps({**meta, "key": key, "created": time.time()}, indent=1))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:

@@ -4,6 +4,13 @@ preprocessing, input size), cached on disk. Trials read the cache and never run 
 Batched, ``channels_last``, under ``torch.inference_mode``, on the GPU when there is one (fp16
 autocast there), with a background thread reading and preprocessing the next batch while the
 model runs the current one.
+
+A slice whose image cannot be read (a corrupt or truncated file, pixel data cut short) is
+quarantined: recorded as ``{"path", "frame", "reason"}``, left out of the embeddings and of the index
+(so its sample's bag has one slice fewer, or the sample has no bag for that modality), and listed in
+the entry's ``quarantine.json`` and its meta's ``quarantined`` count. The run goes on; ``strict=True``
+raises ``ImageReadError`` naming the file instead. The cache key does not depend on quarantine: it
+is the cohort's content fingerprint, which already changes when a file does.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from . import cache
-from .data.cohort import Cohort
-from .data.images import read_slice
+from .data.cohort import Cohort, CohortError
+from .data.images import READER_VERSION, ImageReadError, read_slice, read_slice_with_voi
 from .encoders import ENCODERS, Preprocessor, create_encoder, weights_id
 
 log = logging.getLogger("sweeps.embed")
@@ -28,13 +36,19 @@ def cache_key(fingerprint: str, encoder: str, preprocessing: str, weights: str |
               input_size: int | None = None) -> str:
     size = input_size or ENCODERS[ENCODERS.check(encoder)].input_size
     return cache.make_key(cohort=fingerprint, encoder=encoder, weights=weights_id(weights),
-                          preprocessing=preprocessing, input_size=size)
+                          preprocessing=preprocessing, input_size=size, reader=READER_VERSION)
 
 
 def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_norm", *, weights: str | None = None,
                  input_size: int | None = None, cache_root: Path | None = None, fingerprint: str | None = None,
-                 batch_size: int = 128, device: str | None = None, progress: bool = True) -> cache.Entry:
-    """Embeddings of every instance of ``cohort``, from the cache or computed and cached now."""
+                 batch_size: int = 128, device: str | None = None, progress: bool = True,
+                 strict: bool = False) -> cache.Entry:
+    """Embeddings of every readable instance of ``cohort``, from the cache or computed and cached now.
+
+    Unreadable slices are quarantined (see the module docstring); with ``strict`` the first one raises
+    ``ImageReadError``, also when a cached entry holds quarantined slices. A cohort none of whose
+    slices can be read raises ``CohortError``.
+    """
     root = Path(cache_root or cache.default_root())
     fp = fingerprint or cohort.fingerprint()
     size = input_size or ENCODERS[ENCODERS.check(encoder)].input_size
@@ -42,19 +56,51 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     hit = cache.lookup(root, key)
     if hit is not None:
         log.info("embedding cache hit: %s / %s -> %s (%d instances, reused)", encoder, preprocessing, key, len(hit.index))
+        _report_quarantine(hit, strict)
         return hit
     cache.sweep_stale(root)
-    emb = run_encoder(cohort.instances, encoder, preprocessing, weights=weights, input_size=size,
-                      batch_size=batch_size, device=device, progress=progress)
+    inst = cohort.instances
+    bad: dict[int, str] = {}
+    emb = run_encoder(inst, encoder, preprocessing, weights=weights, input_size=size, batch_size=batch_size,
+                      device=device, progress=progress, quarantine=None if strict else bad)
+    records = [{"path": str(inst["path"].iat[k]), "frame": int(inst["frame"].iat[k]), "reason": bad[k]} for k in sorted(bad)]
+    if records and len(records) == len(inst):
+        raise CohortError(f"cohort {cohort.name!r}: none of its {len(inst)} slices could be read; "
+                          f"first: {records[0]['path']}: {records[0]['reason']}")
+    keep = np.ones(len(inst), dtype=bool)
+    keep[sorted(bad)] = False
     meta = {"cohort": cohort.name, "fingerprint": fp, "encoder": encoder, "weights": weights_id(weights),
-            "preprocessing": preprocessing, "input_size": size, "n": int(emb.shape[0]), "dim": int(emb.shape[1])}
-    entry = cache.write(root, key, emb, cohort.instances, meta)
+            "preprocessing": preprocessing, "input_size": size, "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
+            "quarantined": len(records)}
+    entry = cache.write(root, key, emb, inst[keep], meta, quarantine=records)
     log.info("embedding cache written: %s / %s -> %s (%d instances)", encoder, preprocessing, key, len(emb))
+    _report_quarantine(entry, strict)
     return entry
 
 
-def run_encoder(instances, encoder: str, preprocessing: str, *, weights=None, input_size: int, batch_size: int = 128,
-                device: str | None = None, progress: bool = True) -> np.ndarray:
+def _report_quarantine(entry: cache.Entry, strict: bool) -> None:
+    """Log how many files an entry left out (paths and reasons are in its quarantine.json), or raise
+    for the first one under ``strict``."""
+    if not entry.quarantine:
+        return
+    if strict:
+        first = entry.quarantine[0]
+        raise ImageReadError(first["path"], f"{first['reason']} (cached entry {entry.path} quarantined "
+                                            f"{len(entry.quarantine)} slice(s); strict mode)")
+    n_files = len({q["path"] for q in entry.quarantine})
+    log.warning("%d files quarantined (see %s): %d unreadable slice(s) left out of the embeddings",
+                n_files, entry.path / cache.QUARANTINE_FILE, len(entry.quarantine))
+
+
+def run_encoder(instances: pd.DataFrame, encoder: str, preprocessing: str, *, weights: str | None = None,
+                input_size: int, batch_size: int = 128, device: str | None = None, progress: bool = True,
+                quarantine: dict[int, str] | None = None) -> np.ndarray:
+    """Embeddings (N, D) of the ``instances`` rows (``path``, ``frame``), in order.
+
+    A slice that cannot be read raises ``ImageReadError`` naming the file, unless ``quarantine`` (an
+    empty dict) is given: then its reason is recorded there under the row's position (0-based) and
+    the row is left out of the result, which has N - len(quarantine) rows.
+    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, dim = create_encoder(encoder, input_size, weights)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -62,24 +108,42 @@ def run_encoder(instances, encoder: str, preprocessing: str, *, weights=None, in
     paths = instances["path"].tolist()
     frames = instances["frame"].tolist()
     out = np.empty((len(paths), dim), dtype=np.float32)
+    read = read_slice_with_voi if pre.needs_voi else (lambda path, frame: (read_slice(path, frame), None))
     starts = list(range(0, len(paths), batch_size))
 
-    def load(start: int) -> torch.Tensor:
-        end = min(start + batch_size, len(paths))
-        return pre.batch(pre.slices([read_slice(paths[k], frames[k]) for k in range(start, end)]))
+    def load(start: int) -> tuple[list[int], torch.Tensor | None, dict[int, str]]:
+        """Rows read, their batch tensor, and the rows that could not be read with the reason."""
+        rows, imgs, vois, failed = [], [], [], {}
+        for k in range(start, min(start + batch_size, len(paths))):
+            try:
+                img, voi = read(paths[k], frames[k])
+            except ImageReadError as exc:
+                if quarantine is None:
+                    raise
+                failed[k] = exc.reason
+                continue
+            rows.append(k)
+            imgs.append(img)
+            vois.append(voi)
+        return rows, (pre.batch(pre.slices(imgs, vois)) if rows else None), failed
 
     bar = tqdm(total=len(paths), desc=f"embed {encoder}", unit="img", disable=not progress, mininterval=2)
     with ThreadPoolExecutor(1) as pool, torch.inference_mode():
         nxt = pool.submit(load, starts[0]) if starts else None
         for i, start in enumerate(starts):
-            x = nxt.result()
+            rows, x, failed = nxt.result()
             nxt = pool.submit(load, starts[i + 1]) if i + 1 < len(starts) else None
-            x = x.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
-                feats = model(x)
-            out[start : start + len(x)] = feats.float().cpu().numpy()
-            bar.update(len(x))
+            if quarantine is not None:
+                quarantine.update(failed)
+            if x is not None:
+                x = x.to(device, non_blocking=True)
+                with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
+                    feats = model(x)
+                out[rows] = feats.float().cpu().numpy()
+            bar.update(len(rows) + len(failed))
     bar.close()
+    if quarantine:
+        out = np.delete(out, sorted(quarantine), axis=0)
     if not np.isfinite(out).all():
         raise FloatingPointError(f"encoder {encoder} produced NaN/inf embeddings; check the preprocessing {preprocessing!r}")
     return out

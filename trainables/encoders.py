@@ -14,11 +14,15 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .data.images import Voi
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -117,10 +121,11 @@ def weights_id(weights: str | None) -> str:
 
 
 # -- preprocessing --------------------------------------------------------------------------------
-# A preprocessing is a '+'-joined string of step names, e.g. "grayscale_norm+imagenet_norm", so a
-# search space can choose among pipelines with a plain categorical. Per-slice steps run on numpy
-# (H, W) float32; resizing to the encoder's input size always happens after them; "imagenet_norm"
-# (if present) runs last, on the 3-channel tensor.
+# A preprocessing is a '+'-joined string of step names, e.g. "crop+window+clahe+imagenet_norm", so a
+# search space can choose among pipelines with a plain categorical. Per-slice steps run in the order
+# given on numpy (H, W) float32; resizing to the encoder's input size always happens after them;
+# "imagenet_norm" (if present) runs last, on the 3-channel tensor. The string is part of the
+# embedding cache key, so every distinct pipeline (order included) gets its own embeddings.
 
 def grayscale_norm(img: np.ndarray) -> np.ndarray:
     """Robust min-max to [0, 1] (0.5th/99.5th percentiles), clipping outliers."""
@@ -136,7 +141,59 @@ def hist_eq(img: np.ndarray, bins: int = 256) -> np.ndarray:
     return np.interp(img.ravel(), edges[:-1], cdf).reshape(img.shape).astype(np.float32)
 
 
-SLICE_STEPS = Registry("preprocessing step", {"grayscale_norm": grayscale_norm, "hist_eq": hist_eq})
+def window(img: np.ndarray, voi: Voi | None = None) -> np.ndarray:
+    """The display window to [0, 1]: the DICOM file's own VOI LUT or Window Center/Width (``voi``, read
+    with the slice by ``read_slice_with_voi``) when it has one, else a robust percentile window
+    (1st to 99th). It must come before any other intensity step: a header window is in the
+    scanner's units (HU, raw MR values)."""
+    if voi is not None:
+        return voi.apply(img)
+    lo, hi = np.percentile(img, [1, 99])
+    return np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+
+
+def clahe(img: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (Zuiderveld 1994; OpenCV, 8x8 tiles, clip
+    limit 2, 256 grey levels) to [0, 1]. A slice outside [0, 1] is first scaled by grayscale_norm."""
+    import cv2
+
+    if img.min() < 0 or img.max() > 1:
+        img = grayscale_norm(img)
+    grey = np.rint(np.asarray(img, dtype=np.float32) * 255).astype(np.uint8)
+    out = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tiles, tiles)).apply(grey)
+    return (out / np.float32(255)).astype(np.float32)
+
+
+def crop(img: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
+    """Crop to the foreground bounding box: trim the outer rows and columns that are near-constant
+    (peak-to-peak within 5% of the slice's 0.5-99.5 percentile range), such as the black or white
+    frame around a digitised X-ray. Noise (an MR background) is not near-constant and stays. A slice
+    that is constant throughout is returned unchanged."""
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    if hi <= lo:
+        return img
+    flat = tolerance * (hi - lo)
+    rows = np.flatnonzero(np.ptp(img, axis=1) > flat)
+    cols = np.flatnonzero(np.ptp(img, axis=0) > flat)
+    if not len(rows) or not len(cols):
+        return img
+    return img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def center_crop(img: np.ndarray, fraction: float = 0.875) -> np.ndarray:
+    """Keep the central 87.5% of each side (the ImageNet 224-of-256 evaluation crop): drops edge
+    artefacts and markers burned into the corners, at the cost of any anatomy at the border."""
+    h, w = img.shape
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top : top + ch, left : left + cw]
+
+
+SLICE_STEPS = Registry("preprocessing step", {
+    "grayscale_norm": grayscale_norm, "hist_eq": hist_eq, "window": window, "clahe": clahe,
+    "crop": crop, "center_crop": center_crop,
+})
+INTENSITY_STEPS = ("grayscale_norm", "hist_eq", "window", "clahe")  # each maps to [0, 1]
 TENSOR_STEPS = ("imagenet_norm",)
 _ALL_STEPS = Registry("preprocessing step", {**SLICE_STEPS, "imagenet_norm": None, "resize": None})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -144,20 +201,30 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def parse_preprocessing(spec: str, where: str = "preprocessing") -> tuple[list[str], bool]:
+    """The per-slice steps of ``spec`` in order, and whether imagenet_norm follows.
+
+    An unknown step raises ``UnknownComponentError`` with a did-you-mean; ``window`` after another
+    intensity step raises ``ValueError``. Without any intensity step, grayscale_norm is appended:
+    encoders need a bounded range, never raw HU or MR values.
+    """
     steps = [s for s in spec.split("+") if s]
     if not steps:
         raise ValueError(f"empty preprocessing at {where}")
     slice_steps, imagenet = [], False
     for s in steps:
+        _ALL_STEPS.check(s, where)
         if s in TENSOR_STEPS:
             imagenet = True
             continue
         if s == "resize":
             continue  # always applied; accepted for readability
-        _ALL_STEPS.check(s, where)
+        earlier = [t for t in slice_steps if t in INTENSITY_STEPS]
+        if s == "window" and earlier:
+            raise ValueError(f"preprocessing {spec!r} at {where}: 'window' must come before {earlier[0]!r}, "
+                             "because a header window is in the scanner's units")
         slice_steps.append(s)
-    if not slice_steps:
-        slice_steps = ["grayscale_norm"]  # encoders need a bounded range; never feed raw HU/MR values
+    if not any(s in INTENSITY_STEPS for s in slice_steps):
+        slice_steps.append("grayscale_norm")
     return slice_steps, imagenet
 
 
@@ -168,25 +235,29 @@ class Preprocessor:
         self.spec = spec
         self.steps, self.imagenet = parse_preprocessing(spec)
         self.size = input_size
+        self.needs_voi = "window" in self.steps  # read slices with read_slice_with_voi
 
-    def slice(self, img: np.ndarray) -> np.ndarray:
+    def slice(self, img: np.ndarray, voi: Voi | None = None) -> np.ndarray:
+        """Run the per-slice steps on one slice; ``voi`` is its file's VOI transform (for ``window``)."""
         for s in self.steps:
-            img = SLICE_STEPS[s](img)
+            img = window(img, voi) if s == "window" else SLICE_STEPS[s](img)
         return img
 
-    def slices(self, imgs: list[np.ndarray]) -> list[np.ndarray]:
-        """``slice`` over a batch; same-size slices are normalised in one vectorised pass."""
-        if not imgs or len({im.shape for im in imgs}) > 1:
-            return [self.slice(im) for im in imgs]
-        X = np.stack(imgs).astype(np.float32)  # (B, H, W)
+    def slices(self, imgs: list[np.ndarray], vois: list[Voi | None] | None = None) -> list[np.ndarray]:
+        """``slice`` over a batch; while the slices share one size, grayscale_norm runs in one vectorised pass."""
+        X = [np.asarray(im, dtype=np.float32) for im in imgs]
+        vois = vois if vois is not None else [None] * len(X)
         for s in self.steps:
-            if s == "grayscale_norm":
-                lo, hi = np.percentile(X.reshape(len(X), -1), [0.5, 99.5], axis=1)  # (B,) each
+            if s == "grayscale_norm" and X and len({x.shape for x in X}) == 1:
+                B = np.stack(X)  # (B, H, W)
+                lo, hi = np.percentile(B.reshape(len(B), -1), [0.5, 99.5], axis=1)  # (B,) each
                 lo, hi = lo[:, None, None], hi[:, None, None]
-                X = np.clip((X - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
+                X = list(np.clip((B - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32))
+            elif s == "window":
+                X = [window(x, v) for x, v in zip(X, vois)]
             else:
-                X = np.stack([SLICE_STEPS[s](x) for x in X])
-        return list(X)
+                X = [SLICE_STEPS[s](x) for x in X]
+        return X
 
     def batch(self, imgs: list[np.ndarray]) -> torch.Tensor:
         out = []

@@ -2,43 +2,57 @@
 
 ``read_slice`` returns pixels only, as a float32 ``(H, W)`` array:
 
-- DICOM: decoded with pydicom (JPEG baseline/lossless/2000 through pylibjpeg when installed), one
-  frame of a multi-frame file, the modality LUT applied (Rescale Slope/Intercept, also from the
-  functional groups of enhanced multi-frame files), MONOCHROME1 inverted so that high means bright,
-  colour averaged to grey. No VOI/window is applied: windowing is a separate preprocessing step,
-  and ``window_from_header`` exposes the stored window for it.
+- DICOM: decoded with pydicom (JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000 through
+  pylibjpeg, RLE natively), one frame of a multi-frame file, the modality LUT applied (Rescale
+  Slope/Intercept, also from the functional groups of enhanced multi-frame files), MONOCHROME1
+  inverted so that high means bright, colour (RGB, YBR, palette) to grey by ITU-R BT.601 luma, the
+  weights Pillow uses, so a picture reads alike from DICOM and PNG. Pixel data shorter than the
+  header promises (a truncated file) is an error, never a silently padded image.
 - PNG/JPEG/BMP/TIFF through Pillow: 8-bit and colour images become 8-bit grey ('L'); 16-bit, 32-bit
   integer and float images keep their values.
 - ``.npy``: a 2-D array, or a 3-D array indexed by frame on axis 0.
+
+No VOI (display window) is applied by ``read_slice``: windowing is the ``window`` preprocessing step.
+``read_slice_with_voi`` returns the slice together with its file's VOI transform (``Voi``: the VOI LUT
+or Window Center/Width and function of that frame, numbers only) for that step.
 
 ``order_series`` sorts the files of one series by their position along the slice normal, falling back
 to Instance Number and then to the natural order of file names.
 
 Privacy: nothing here returns, logs or prints a header field beyond geometry, ordering and window
 numbers. pydicom warnings (which can quote element values) are silenced while reading, and every
-failure is raised as ``ImageReadError`` with a reason written here or taken from the decoder, never
-from a header value.
+failure is raised as ``ImageReadError`` with a reason written here or taken from the decoder with
+every quoted value redacted, so never a header value.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 
-__all__ = ["ImageReadError", "read_slice", "order_series", "window_from_header"]
+__all__ = ["READER_VERSION", "ImageReadError", "Voi", "read_slice", "read_slice_with_voi", "order_series",
+           "window_from_header"]
+
+# Part of every image embedding cache key: bump it when read_slice returns different pixels for some
+# file, so that embeddings of the old pixels are not reused. 2: colour to grey by BT.601 luma.
+READER_VERSION = 2
 
 _RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 # Pillow modes whose values are kept as they are instead of being squeezed to 8-bit grey.
 _HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's convert("L")
+_VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 
 class ImageReadError(ValueError):
@@ -56,9 +70,59 @@ def read_slice(path: str, frame: int = 0) -> np.ndarray:
     Raises ``ImageReadError`` for any failure: missing, truncated or corrupt file, no pixel data,
     unsupported compression, an out-of-range frame, a result that is not 2-D or not finite.
     """
+    return _read(path, frame, with_voi=False)[0]
+
+
+def read_slice_with_voi(path: str, frame: int = 0) -> tuple[np.ndarray, Voi | None]:
+    """``read_slice`` plus the VOI transform of that frame (None for non-DICOM files, colour images
+    and DICOM files without a usable VOI LUT or window), from one read of the file."""
+    return _read(path, frame, with_voi=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Voi:
+    """A DICOM VOI transform (PS3.3 C.11.2) reduced to numbers, mapping ``read_slice`` output to [0, 1].
+
+    ``function`` is "LUT" (a VOI LUT: ``lut`` holds its entries scaled to [0, 1], ``first_mapped`` the
+    input value of the first entry) or a window function, "LINEAR", "LINEAR_EXACT" or "SIGMOID", of
+    ``center`` and ``width``. ``monochrome1``: the file is MONOCHROME1, whose window is defined on
+    the stored values that ``read_slice`` inverted; ``apply`` undoes the inversion (it is its own
+    inverse, ``max + min - x``), applies the window, and inverts the result so that bright stays bright.
+    """
+
+    function: str
+    center: float = 0.0
+    width: float = 1.0
+    first_mapped: int = 0
+    lut: np.ndarray | None = None
+    monochrome1: bool = False
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The transform applied to a ``read_slice`` output: float32 in [0, 1]."""
+        x = np.asarray(image, dtype=np.float64)
+        if self.monochrome1:
+            x = x.max() + x.min() - x
+        c, w = self.center, self.width
+        if self.function == "LUT":
+            index = np.clip(np.rint(x) - self.first_mapped, 0, len(self.lut) - 1).astype(np.intp)
+            y = self.lut[index]
+        elif self.function == "LINEAR_EXACT":
+            y = (x - c) / w + 0.5
+        elif self.function == "SIGMOID":
+            y = 1.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -60, 60)))
+        else:  # LINEAR: C.11.2.1.2.1, a width of 1 is a threshold at center - 0.5
+            y = (x - (c - 0.5)) / (w - 1) + 0.5 if w > 1 else (x > c - 0.5).astype(np.float64)
+        y = np.clip(y, 0.0, 1.0)
+        return (1.0 - y if self.monochrome1 else y).astype(np.float32)
+
+
+def _read(path: str, frame: int, with_voi: bool) -> tuple[np.ndarray, Voi | None]:
+    """Read and check one slice; the VOI transform too when ``with_voi``."""
     kind = _kind(path)
+    voi = None
     if kind == "dicom":
-        image = _read_dicom(path, frame)
+        image, ds = _read_dicom(path, frame)
+        voi = _voi(ds, frame) if with_voi else None
     elif kind == "npy":
         image = _read_npy(path, frame)
     else:
@@ -70,7 +134,7 @@ def read_slice(path: str, frame: int = 0) -> np.ndarray:
     image = np.ascontiguousarray(image, dtype=np.float32)
     if not np.isfinite(image).all():
         raise ImageReadError(path, "image contains NaN or infinite values")
-    return image
+    return image, voi
 
 
 def window_from_header(path: str) -> tuple[float, float] | None:
@@ -175,15 +239,16 @@ def _dcmread(path: str, source, stop_before_pixels: bool = False) -> Dataset:
         raise ImageReadError(path, f"not a readable DICOM file ({_describe(exc)})") from None
 
 
-def _read_dicom(path: str, frame: int) -> np.ndarray:
-    """Decode one frame of a DICOM file: modality LUT, MONOCHROME1 inversion, colour to grey."""
+def _read_dicom(path: str, frame: int) -> tuple[np.ndarray, Dataset]:
+    """Decode one frame of a DICOM file: modality LUT, MONOCHROME1 inversion, colour to grey.
+    Returns the pixels and the dataset (for ``_voi``)."""
     ds = _dcmread(path, path)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         raise ImageReadError(path, "no pixel data")
     fast = _uncompressed_mono(ds, path)
     if fast is not None:
         _check_frame(path, frame, 1)
-        return fast
+        return fast, ds
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -192,9 +257,9 @@ def _read_dicom(path: str, frame: int) -> np.ndarray:
             arr = pixel_array(ds, index=frame if n_frames > 1 else None)
             photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
             if photometric == "PALETTE COLOR":
-                arr = apply_color_lut(arr, ds).mean(axis=-1)
+                arr = apply_color_lut(arr, ds)[..., :3] @ _LUMA
             elif arr.ndim == 3 and int(ds.get("SamplesPerPixel") or 1) > 1:
-                arr = arr.mean(axis=-1)
+                arr = arr[..., :3] @ _LUMA  # pydicom gives RGB, YBR included
             else:
                 arr = _rescale(arr, ds, frame)
     except ImageReadError:
@@ -204,7 +269,57 @@ def _read_dicom(path: str, frame: int) -> np.ndarray:
     arr = np.asarray(arr, dtype=np.float64)
     if photometric == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
-    return arr
+    return arr, ds
+
+
+def _voi(ds: Dataset, frame: int) -> Voi | None:
+    """The VOI transform of frame ``frame``: the enhanced per-frame then shared functional groups'
+    Frame VOI LUT, else the top-level VOI LUT Sequence, else Window Center/Width (first of several).
+    None for colour images and when none is usable (no LUT entries, a width below the minimum, a
+    malformed element): the window step then falls back to percentiles."""
+    try:
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        if photometric not in ("MONOCHROME1", "MONOCHROME2") or int(ds.get("SamplesPerPixel") or 1) != 1:
+            return None
+        mono1 = photometric == "MONOCHROME1"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+                items = ds.get(groups) or []
+                frame_voi = items[index].get("FrameVOILUTSequence") if index < len(items) else None
+                voi = _window(frame_voi[0], mono1) if frame_voi else None
+                if voi is not None:
+                    return voi
+            return _lut(ds, mono1) or _window(ds, mono1)
+    except Exception:  # malformed VOI elements count as no VOI
+        return None
+
+
+def _window(item: Dataset, mono1: bool) -> Voi | None:
+    """Window Center/Width and VOI LUT Function of ``item`` as a ``Voi``, or None if unusable."""
+    center, width = _first_number(item.get("WindowCenter")), _first_number(item.get("WindowWidth"))
+    function = str(item.get("VOILUTFunction") or "LINEAR").strip().upper()
+    function = function if function in _VOI_FUNCTIONS else "LINEAR"
+    if center is None or width is None or width < (1 if function == "LINEAR" else 1e-9):
+        return None
+    return Voi(function, center=center, width=width, monochrome1=mono1)
+
+
+def _lut(ds: Dataset, mono1: bool) -> Voi | None:
+    """The first VOI LUT of the top-level VOI LUT Sequence as a ``Voi``, or None if absent or flat.
+
+    pydicom parses the LUT (US or OW data, either byte order) by mapping every input value it covers;
+    the entries are then scaled to [0, 1] by their own range (some files declare more bits than
+    their entries use)."""
+    if not ds.get("VOILUTSequence"):
+        return None
+    n_entries, first, _ = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
+    inputs = np.arange(first, first + (n_entries or 2**16))
+    entries = np.asarray(apply_voi(inputs, ds), dtype=np.float64)
+    lo, hi = entries.min(), entries.max()
+    if entries.shape != inputs.shape or hi <= lo:
+        return None
+    return Voi("LUT", first_mapped=first, lut=(entries - lo) / (hi - lo), monochrome1=mono1)
 
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit / explicit VR little endian
@@ -342,7 +457,31 @@ def _slice_normal(orientation) -> np.ndarray | None:
 
 
 def _describe(exc: Exception) -> str:
-    """One short line naming an exception: its type and the first line of its message."""
+    """One short line naming an exception: its type and the first line of its message, with every
+    quoted value redacted (decoders quote the element values they choose; in a corrupt file those
+    can be misread bytes of any element), element names excepted."""
     message = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    text = f"{type(exc).__name__}: {_redact(message[0])}" if message else type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# A quoted span (a bytes repr's b'' included) up to its closing quote, or to the end of the line when
+# the quote is never closed (a value cut at a line break).
+_QUOTED = re.compile(r"""(?<!\w)(b?)(['"])((?:\\.|.)*?)(\2(?!\w)|$)""")
+
+
+def _redact(text: str) -> str:
+    """``text`` with the content of each quoted span replaced by '…' unless it names a DICOM element."""
+    def sub(m: re.Match) -> str:
+        prefix, quote, content, end = m.groups()
+        return m.group(0) if end and content in _element_names() else f"{prefix}{quote}…{quote}"
+
+    return _QUOTED.sub(sub, text)
+
+
+@functools.cache
+def _element_names() -> frozenset[str]:
+    """Every DICOM element name and keyword pydicom knows ('Rows', 'Transfer Syntax UID', ...)."""
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(name for entry in DicomDictionary.values() for name in (entry[2], entry[4]) if name)
