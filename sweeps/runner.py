@@ -105,6 +105,7 @@ def load_cohort(spec: SweepSpec):
 def prepare(spec: SweepSpec, *, progress: bool = True):
     """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
     from trainables.embed import embed_cohort
+    from trainables.encoders import resolve_weights
     from trainables.trainable import DataHandle
 
     t0 = time.time()
@@ -122,7 +123,8 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
     fp = cohort.fingerprint()
     entries = {}
     for enc, pre in spec.embeddings():  # the whole cohort: one cache entry serves every target
-        entry = embed_cohort(cohort, enc, pre, fingerprint=fp, progress=progress)
+        weights = resolve_weights(enc, spec.weights.get(enc))
+        entry = embed_cohort(cohort, enc, pre, weights=weights, fingerprint=fp, progress=progress)
         entries[f"{enc}|{pre}"] = str(entry.path)
     full = cohort
     cohort = cohort.labelled(target.name)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain
 
-from trainables.encoders import ENCODERS, parse_preprocessing
+from trainables.encoders import ENCODERS, WeightsError, parse_preprocessing, resolve_weights
 from trainables.fusion import FUSIONS
 from trainables.heads import HEADS
 from trainables.metrics import METRICS
@@ -57,6 +57,7 @@ class SweepSpec:
     target: str | None = None  # which of the cohort's targets to predict (default: its first)
     repeats: int = 1  # run every configuration with this many seeds (folds and inits vary); report mean and SD
     reference: str | None = None  # a CSV of published results to set beside ours in the report
+    weights: dict[str, str] = field(default_factory=dict)  # encoder -> local weights file, or "packaged"
 
     def validate(self) -> None:
         if self.metric not in METRICS:
@@ -83,6 +84,9 @@ class SweepSpec:
         try:
             for enc in values_of(self.space.get("encoder")) if "encoder" in self.space else []:
                 ENCODERS.check(enc, f"{self.name}.encoder")
+            for enc, w in self.weights.items():
+                ENCODERS.check(enc, f"{self.name}.weights")
+                resolve_weights(enc, w)
             if "tabular" in self.space:
                 _check_component(self.name, "tabular", TABULAR, _tabular_names(self.space["tabular"]))
             if "text" in self.space:
@@ -101,7 +105,7 @@ class SweepSpec:
                     raise SpecError(f"space {self.name!r}: compare.pooling needs at least two poolings")
                 for a in arms:
                     POOLINGS.check(a, f"{self.name}.compare.pooling")
-        except UnknownComponentError as exc:
+        except (UnknownComponentError, WeightsError) as exc:
             raise SpecError(str(exc)) from None
 
     def embeddings(self) -> list[tuple[str, str]]:

