@@ -155,6 +155,9 @@ def _check_component(space: str, kind: str, table: Registry, value: Any) -> None
                 for v in values_of(params[key]) if key in params else []:
                     for member in str(v).split("+"):
                         table.check(member, f"{where}.{sub}.{key}")
+            if kind == "fusion" and "head" in params:  # per_modality_ensemble names a head
+                for v in values_of(params["head"]):
+                    HEADS.check(v, f"{where}.{sub}.head")
     else:
         for n in values_of(value):
             table.check(n, where)

@@ -33,6 +33,9 @@ from .sampling import SAMPLINGS, balanced_class_weight
 from .splits import grouped_folds
 from .tabular import TABULAR, normalise as tabular_spec
 
+# pooling params that are pooler training options (fit_poolers keywords), not constructor arguments
+POOL_TRAINING = {"epochs", "lr", "weight_decay", "batch_size"}
+
 
 @dataclass
 class TrialData:
@@ -46,6 +49,8 @@ class TrialData:
     tabular: pd.DataFrame | None = None  # (n, T) raw, NaN allowed
     texts: pd.DataFrame | None = None  # (n, K) raw text columns ("" where empty)
     extra: dict = field(default_factory=dict)
+    Y: np.ndarray | None = None  # (n, T) class index per target, -1 = masked: a multi-target trial
+    targets: list[tuple[str, tuple[str, ...]]] | None = None  # [(target, classes)] matching Y's columns
 
 
 def build_bags(embeddings: np.ndarray, index: pd.DataFrame, sample_ids: list[str], modalities: list[str]):
@@ -110,25 +115,13 @@ def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     return memo[key]
 
 
-def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
-             seed: int = 0) -> dict[str, dict]:
-    """Run the config (once per arm) over patient-grouped folds; returns {arm: {"proba", "metrics", "fold_metrics"}}."""
-    seed = seed + int(config.get("__trial_index__", 0) or 0)  # repeats (Tune's Repeater) vary folds and inits
+def _arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tuple[str, dict, dict]]:
+    """{arm: (pooling name, pooling params, pooler training options)}: one arm per compared pooling."""
     arm_dim, arm_values = next(iter(arms.items())) if arms else (None, [None])
     if arm_dim not in (None, "pooling"):
         raise ValueError(f"comparing arms over {arm_dim!r} is not supported; only 'pooling'")
-    n_classes = len(data.class_names)
-    folds = grouped_folds(data.y, data.groups, n_folds, seed)
-
-    sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
-    fusion = build(FUSIONS, config.get("fusion", "concat"), "fusion")
-    head = build(HEADS, config["head"], "head", seed=seed)
-    tab_name = tabular_spec(config.get("tabular", False))
-    tabular = build(TABULAR, tab_name, "tabular") if data.tabular is not None else None
-    text_spec = config.get("text")
-    missing_eval = sorted(float(x) for x in config.get("missing_eval", []) or [])
     pool_spec = config.get("pooling", "mean")  # irrelevant without image modalities
-    arm_specs = {}
+    out = {}
     for arm in arm_values:
         if arm is not None:
             _, params = split_spec({**(pool_spec if isinstance(pool_spec, dict) else {}), "name": arm})
@@ -136,67 +129,160 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
         else:
             spec_arm = pool_spec
         name, params = split_spec(spec_arm, "pooling")
-        train_opts = {k: params.pop(k) for k in ("epochs", "lr", "weight_decay", "batch_size") if k in params}
-        arm_specs[arm if arm is not None else name] = (name, params, train_opts)
-    proba = {a: np.zeros((len(data.y), n_classes)) for a in arm_specs}
-    fold_metrics = {a: [] for a in arm_specs}
-    attention = {}  # (arm, modality) -> (n, N) out-of-fold attention weights of learnable poolings
-    missing = {}  # (arm, modality, fraction) -> (n, C) out-of-fold probabilities with the modality removed at test time
+        train_opts = {k: params.pop(k) for k in list(params) if k in POOL_TRAINING}
+        out[arm if arm is not None else name] = (name, params, train_opts)
+    return out
+
+
+def _features(config: dict, data: TrialData, arm_specs: dict, folds, seed: int, y_fit: np.ndarray | None,
+              n_classes: int, class_weight_fn):
+    """Per fold and arm: everything up to the fused feature matrix, learned parts fitted on the fold's
+    training part only. Yields (fold, train, test, arm, X, vectors, presence, fusion, poolers, bags).
+
+    ``y_fit`` are the labels the learned parts (attention poolings, learned fusions) train on; ``None``
+    (several targets) forbids learned parts rather than training them on one target for all."""
+    fusion = build(FUSIONS, config.get("fusion", "concat"), "fusion")
+    tabular = build(TABULAR, tabular_spec(config.get("tabular", False)), "tabular") if data.tabular is not None else None
+    text_spec = config.get("text")
     pca_dim = int(config.get("pca_dim", 0) or 0)
     for f, (tr, te) in enumerate(folds):
         bags = _fold_bags(data, tr, pca_dim)  # shared by every arm of this fold
         presence = (np.stack([bags[m][1].any(1) for m in data.modalities], 1) if data.modalities
-                    else np.zeros((len(data.y), 0), bool))  # (n, M)
+                    else np.zeros((len(data.groups), 0), bool))  # (n, M)
         tab = tabular.fit_transform(data.tabular, tr, seed + f) if tabular is not None else None
         txt = text_features(text_spec, data, tr, seed + f) if text_spec else None
-        cw = balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
+        cw = class_weight_fn(tr)
         for arm, (pool_name, pool_params, train_opts) in arm_specs.items():
             torch.manual_seed(seed + f)  # pooler init is part of the trial: reproducible from the seed
             poolers = {m: build(POOLINGS, {"name": pool_name, pool_name: pool_params}, "pooling",
                                 in_dim=bags[m][0].shape[-1]) for m in data.modalities}
-            fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, data.y[tr], n_classes,
-                        class_weight=cw, seed=seed + f, **train_opts)
+            if y_fit is None and any(p.learnable for p in poolers.values()):
+                raise ValueError(f"pooling {pool_name!r} is learned; with several targets in one trial use a fixed "
+                                 "pooling (mean or max), or one target per sweep")
+            if y_fit is not None:
+                fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, y_fit[tr], n_classes,
+                            class_weight=cw, seed=seed + f, **train_opts)
             vectors = {m: pool(poolers[m], *bags[m]) for m in data.modalities}
-            for m, p in poolers.items():
-                if p.learnable:
-                    w = attention.setdefault((arm, m), np.full(bags[m][1].shape, np.nan, np.float32))
-                    with torch.inference_mode():
-                        a = p.weights(torch.as_tensor(bags[m][0][te]), torch.as_tensor(bags[m][1][te])).numpy()
-                    w[te] = np.where(bags[m][1][te], a, np.nan)
             pres = presence
             if txt is not None:  # text and tabular join the image modalities as vectors to fuse
                 vectors["text"] = txt
                 pres = np.concatenate([pres, (data.texts != "").any(axis=1).to_numpy()[:, None]], 1)
             if tab is not None:
                 vectors["tabular"] = tab
-                pres = np.concatenate([pres, np.ones((len(data.y), 1), bool)], 1)
+                pres = np.concatenate([pres, np.ones((len(data.groups), 1), bool)], 1)
             if not vectors:
                 raise ValueError("this trial has no features: no image modality, tabular is 'none' and no text")
             if hasattr(fusion, "fit"):  # learned fusions: fitted on the fold's training part only
-                fusion.fit({m: v[tr] for m, v in vectors.items()}, pres[tr], data.y[tr], n_classes,
+                if y_fit is None:
+                    raise ValueError("learned fusions need one target; with several targets use fusion 'concat'")
+                fusion.fit({m: v[tr] for m, v in vectors.items()}, pres[tr], y_fit[tr], n_classes,
                            class_weight=cw, seed=seed + f)
             X = fusion.fuse(vectors, pres)
-            Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed + f)
-            model = fit_head(head, Xtr, ytr, w)
-            proba[arm][te] = predict_proba_full(model, X[te], n_classes)
-            fold_metrics[arm].append(compute_metrics(data.y[te], proba[arm][te], data.class_names))
-            for k, m in enumerate(vectors):  # simulated missingness: the trained model, a modality removed at test time
-                if m == "tabular" or not missing_eval:
-                    continue
-                rng = np.random.default_rng(seed + f * 1000 + k)
-                u = rng.random(len(te))  # nested removals: a sample removed at 25% is also removed at 50%
-                for frac in missing_eval:
-                    pres_m = pres.copy()
-                    pres_m[te[u < frac], k] = False
-                    Xm = fusion.fuse({q: np.where(pres_m[:, j:j + 1], v, 0) for j, (q, v) in enumerate(vectors.items())},
-                                     pres_m)
-                    out = missing.setdefault((arm, m, frac), np.zeros((len(data.y), n_classes)))
-                    out[te] = predict_proba_full(model, Xm[te], n_classes)
+            yield f, tr, te, arm, X, vectors, pres, fusion, poolers, bags
+
+
+def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
+             seed: int = 0) -> dict[str, dict]:
+    """Run the config (once per arm) over patient-grouped folds; returns {arm: {"proba", "metrics", "fold_metrics"}}."""
+    if data.Y is not None:
+        return evaluate_multi(config, data, arms=arms, n_folds=n_folds, seed=seed)
+    seed = seed + int(config.get("__trial_index__", 0) or 0)  # repeats (Tune's Repeater) vary folds and inits
+    n_classes = len(data.class_names)
+    folds = grouped_folds(data.y, data.groups, n_folds, seed)
+    sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
+    head = build(HEADS, config["head"], "head", seed=seed)
+    missing_eval = sorted(float(x) for x in config.get("missing_eval", []) or [])
+    arm_specs = _arm_specs(config, arms)
+
+    def class_weight(tr):
+        return balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
+
+    proba = {a: np.zeros((len(data.y), n_classes)) for a in arm_specs}
+    fold_metrics = {a: [] for a in arm_specs}
+    attention = {}  # (arm, modality) -> (n, N) out-of-fold attention weights of learnable poolings
+    missing = {}  # (arm, modality, fraction) -> (n, C) out-of-fold probabilities with the modality removed at test time
+    for f, tr, te, arm, X, vectors, pres, fusion, poolers, bags in _features(
+            config, data, arm_specs, folds, seed, data.y, n_classes, class_weight):
+        for m, p in poolers.items():
+            if p.learnable:
+                w = attention.setdefault((arm, m), np.full(bags[m][1].shape, np.nan, np.float32))
+                with torch.inference_mode():
+                    a = p.weights(torch.as_tensor(bags[m][0][te]), torch.as_tensor(bags[m][1][te])).numpy()
+                w[te] = np.where(bags[m][1][te], a, np.nan)
+        Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed + f)
+        model = fit_head(head, Xtr, ytr, w)
+        proba[arm][te] = predict_proba_full(model, X[te], n_classes)
+        fold_metrics[arm].append(compute_metrics(data.y[te], proba[arm][te], data.class_names))
+        for k, m in enumerate(vectors):  # simulated missingness: the trained model, a modality removed at test time
+            if m == "tabular" or not missing_eval:
+                continue
+            rng = np.random.default_rng(seed + f * 1000 + k)
+            u = rng.random(len(te))  # nested removals: a sample removed at 25% is also removed at 50%
+            for frac in missing_eval:
+                pres_m = pres.copy()
+                pres_m[te[u < frac], k] = False
+                Xm = fusion.fuse({q: np.where(pres_m[:, j:j + 1], v, 0) for j, (q, v) in enumerate(vectors.items())},
+                                 pres_m)
+                out = missing.setdefault((arm, m, frac), np.zeros((len(data.y), n_classes)))
+                out[te] = predict_proba_full(model, Xm[te], n_classes)
     return {a: {"proba": proba[a], "metrics": compute_metrics(data.y, proba[a], data.class_names),
                 "fold_metrics": fold_metrics[a], "attention": {m: w for (b, m), w in attention.items() if b == a},
                 "missing": {(m, frac): compute_metrics(data.y, pm, data.class_names)
                             for (b, m, frac), pm in missing.items() if b == a}}
             for a in arm_specs}
+
+
+def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
+                   seed: int = 0) -> dict[str, dict]:
+    """Several targets in one trial (RSNA's 25, CheXpert's 14): the same features, one head per target,
+    each fitted on the fold's training samples labelled for that target (masked labels, -1, are left
+    out of training and of scoring). Metrics per target (``target/<name>/<metric>``) and their mean
+    over targets as the trial's ``accuracy``, ``f1_macro``, ``auc_macro``, ``balanced_accuracy``.
+
+    ``proba`` is {target: (n, C_t)}; rows of masked samples are NaN."""
+    seed = seed + int(config.get("__trial_index__", 0) or 0)
+    Y, names = data.Y, [t for t, _ in data.targets]
+    folds = grouped_folds(Y[:, 0], data.groups, n_folds, seed)  # stratified on the first target (masked: own stratum)
+    sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
+    head = build(HEADS, config["head"], "head", seed=seed)
+    arm_specs = _arm_specs(config, arms)
+    classes = dict(data.targets)
+    proba = {a: {t: np.full((len(Y), len(classes[t])), np.nan) for t in names} for a in arm_specs}
+    for f, tr, te, arm, X, *_ in _features(config, data, arm_specs, folds, seed, None, 0, lambda tr: None):
+        for k, t in enumerate(names):
+            n_c = len(classes[t])
+            lab = tr[Y[tr, k] >= 0]
+            y_t = Y[lab, k]
+            if len(np.unique(y_t)) < 2:  # one class (or none) labelled in this fold: predict its prior
+                prior = np.bincount(y_t, minlength=n_c) + 1.0
+                proba[arm][t][te] = prior / prior.sum()
+                continue
+            Xtr, ytr, w = sampling.resample(X[lab], y_t, seed + f)
+            if getattr(sampling, "uses_class_weight", False) and w is None:
+                w = balanced_class_weight(y_t, n_c)[ytr]
+            proba[arm][t][te] = predict_proba_full(fit_head(head, Xtr, ytr, w), X[te], n_c)
+    out = {}
+    for a in arm_specs:
+        metrics, per_fold = {}, []
+        for k, t in enumerate(names):
+            lab = Y[:, k] >= 0
+            for key, v in compute_metrics(Y[lab, k], proba[a][t][lab], classes[t]).items():
+                metrics[f"target/{t}/{key}"] = v
+            metrics[f"target/{t}/n"] = int(lab.sum())
+        for key in METRICS:
+            metrics[key] = float(np.nanmean([metrics[f"target/{t}/{key}"] for t in names]))
+        for tr, te in folds:
+            fm = {}
+            for key in METRICS:
+                vals = []
+                for k, t in enumerate(names):
+                    lab = te[Y[te, k] >= 0]
+                    if len(lab):
+                        vals.append(compute_metrics(Y[lab, k], proba[a][t][lab], classes[t])[key])
+                fm[key] = float(np.nanmean(vals)) if vals else float("nan")
+            per_fold.append(fm)
+        out[a] = {"proba": proba[a], "metrics": metrics, "fold_metrics": per_fold, "attention": {}, "missing": {}}
+    return out
 
 
 def text_features(spec, data: TrialData, train: np.ndarray, seed: int) -> np.ndarray:
