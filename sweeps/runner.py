@@ -104,13 +104,16 @@ def load_cohort(spec: SweepSpec):
 
 def prepare(spec: SweepSpec, *, progress: bool = True):
     """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
+    import numpy as np
+
     from trainables.embed import embed_cohort
     from trainables.encoders import resolve_weights
     from trainables.trainable import DataHandle
 
     t0 = time.time()
     cohort = load_cohort(spec)
-    target = cohort.target(spec.target)
+    names = spec.target_names(cohort)
+    target = cohort.target(names[0])
     log.info("cohort %s: %d samples, %d patients, %d instances (%.1fs)", cohort.name, len(cohort.samples),
              cohort.samples["patient_id"].nunique(), len(cohort.instances), time.time() - t0)
     if cohort.quarantine:
@@ -127,10 +130,18 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
         entry = embed_cohort(cohort, enc, pre, weights=weights, fingerprint=fp, progress=progress)
         entries[f"{enc}|{pre}"] = str(entry.path)
     full = cohort
-    cohort = cohort.labelled(target.name)
+    Y = None
+    if len(names) > 1:  # several targets in one trial: keep samples labelled for at least one of them
+        Y = np.stack([cohort.labels(t) for t in names], 1)
+        cohort = cohort.subset(Y.max(1) >= 0)
+        Y = Y[Y.max(1) >= 0]
+        log.info("%d targets; labelled samples per target: %s", len(names),
+                 ", ".join(f"{t}={int((Y[:, k] >= 0).sum())}" for k, t in enumerate(names)))
+    else:
+        cohort = cohort.labelled(target.name)
     if len(cohort.samples) < len(full.samples):
-        log.info("target %s: %d of %d samples are labelled (blanks are masked, not a class)", target.name,
-                 len(cohort.samples), len(full.samples))
+        log.info("%d of %d samples are labelled for %s (blanks are masked, not a class)", len(cohort.samples),
+                 len(full.samples), ", ".join(names))
     s = cohort.samples
     tab = s[cohort.tabular].reset_index(drop=True) if cohort.tabular else None
     texts = s[cohort.text].fillna("").astype(str).reset_index(drop=True) if cohort.text else None
@@ -140,19 +151,23 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
 
         text_cache = precompute(spec.space["text"], texts, progress=progress)
     handle = DataHandle(
-        sample_ids=s["sample_id"].tolist(), y=cohort.labels(target.name), groups=s["patient_id"].to_numpy(),
+        sample_ids=s["sample_id"].tolist(), y=cohort.labels(target.name) if Y is None else Y[:, 0],
+        groups=s["patient_id"].to_numpy(),
         class_names=target.classes, modalities=cohort.modalities if spec.embeddings() else [], tabular=tab,
         entries=entries, metric=spec.metric, mode=spec.mode, folds=spec.folds, seed=spec.seed, arms=spec.compare,
-        texts=texts, text_cache=text_cache,
+        texts=texts, text_cache=text_cache, Y=Y,
+        targets=[(t, cohort.target(t).classes) for t in names] if Y is not None else None,
     )
     return cohort, fp, handle
 
 
-def cohort_summary(cohort, target: str | None = None) -> dict:
+def cohort_summary(cohort, targets: list[str]) -> dict:
+    """What the report says about the data: ``cohort`` is the sweep's (labelled) cohort."""
     s, i = cohort.samples, cohort.instances
-    present = i.groupby("modality")["sample_id"].nunique().to_dict()
-    t = cohort.target(target)
-    s = s[s[t.name].notna()]
+    present = i.groupby("modality")["sample_id"].nunique().to_dict() if len(i) else {}
+    t = cohort.target(targets[0])
+    per_target = {name: {**{c: int((s[name] == c).sum()) for c in cohort.target(name).classes},
+                         "masked": int(s[name].isna().sum())} for name in targets}
     return {
         "name": cohort.name, "description": cohort.description, "samples": len(s), "patients": int(s["patient_id"].nunique()),
         "instances": len(i), "modalities": {m: {"present": int(present.get(m, 0)), "missing": len(s) - int(present.get(m, 0))}
@@ -160,7 +175,7 @@ def cohort_summary(cohort, target: str | None = None) -> dict:
         "target": t.name, "classes": list(t.classes),
         "label_counts": {c: int((s[t.name] == c).sum()) for c in t.classes},
         "tabular": cohort.tabular, "text": cohort.text, "targets": len(cohort.targets),
-        "quarantined": len(cohort.quarantine), "flagged": dict(cohort.flagged),
+        "predicted_targets": per_target, "quarantined": len(cohort.quarantine), "flagged": dict(cohort.flagged),
     }
 
 
@@ -198,7 +213,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
     start_ray(address, dashboard_host, None)
-    _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target), fp, restore=False)
+    _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
     return _finish(run_dir, write_report)
 
 

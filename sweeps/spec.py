@@ -54,7 +54,7 @@ class SweepSpec:
     folds: int = 5
     seed: int = 0
     description: str = ""
-    target: str | None = None  # which of the cohort's targets to predict (default: its first)
+    target: str | list[str] | None = None  # the cohort's target(s) to predict: a name, a list, "all" (default: its first)
     repeats: int = 1  # run every configuration with this many seeds (folds and inits vary); report mean and SD
     reference: str | None = None  # a CSV of published results to set beside ours in the report
     weights: dict[str, str] = field(default_factory=dict)  # encoder -> local weights file, or "packaged"
@@ -107,6 +107,20 @@ class SweepSpec:
                     POOLINGS.check(a, f"{self.name}.compare.pooling")
         except (UnknownComponentError, WeightsError) as exc:
             raise SpecError(str(exc)) from None
+
+    def target_names(self, cohort) -> list[str]:
+        """The targets this sweep predicts, checked against the cohort's (several: one head per target)."""
+        known = [t.name for t in cohort.targets]
+        if self.target is None:
+            return known[:1]
+        wanted = known if self.target == "all" else [self.target] if isinstance(self.target, str) else list(self.target)
+        for t in wanted:
+            if t not in known:
+                close = difflib.get_close_matches(t, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise SpecError(f"space {self.name!r}: cohort {cohort.name!r} has no target {t!r}.{hint} "
+                                f"Targets: {', '.join(known)}")
+        return wanted
 
     def embeddings(self) -> list[tuple[str, str]]:
         """Every (encoder, preprocessing) pair the space can ask for: what the embed stage computes."""

@@ -239,7 +239,8 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
     out of training and of scoring). Metrics per target (``target/<name>/<metric>``) and their mean
     over targets as the trial's ``accuracy``, ``f1_macro``, ``auc_macro``, ``balanced_accuracy``.
 
-    ``proba`` is {target: (n, C_t)}; rows of masked samples are NaN."""
+    ``proba`` is {target: (n, C_t)}, out of fold for every sample (a sample not labelled for a target
+    is still predicted for it, but never scored on it)."""
     seed = seed + int(config.get("__trial_index__", 0) or 0)
     Y, names = data.Y, [t for t, _ in data.targets]
     folds = grouped_folds(Y[:, 0], data.groups, n_folds, seed)  # stratified on the first target (masked: own stratum)

@@ -37,6 +37,8 @@ class DataHandle:
     arms: dict[str, list[str]]
     run_dir: str = ""  # the Tune experiment folder (trial folders are trial_<id> inside it)
     texts: pd.DataFrame | None = None  # raw text columns, "" where empty
+    Y: np.ndarray | None = None  # (n, T) class index per target, -1 masked: a multi-target sweep
+    targets: list[tuple[str, tuple[str, ...]]] | None = None
     text_cache: dict[str, str] | None = None  # frozen text-encoder key -> cached (n, d) .npy of embeddings
 
 
@@ -49,7 +51,7 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
         if key not in _MEMO:
             _MEMO.clear()
             _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, [], {}, handle.tabular, handle.texts,
-                                   extra={"text_cache": handle.text_cache or {}})
+                                   extra={"text_cache": handle.text_cache or {}}, Y=handle.Y, targets=handle.targets)
         return _MEMO[key]
     k = f"{encoder}|{preprocessing}"
     if k not in handle.entries:
@@ -62,7 +64,8 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
         bags = build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
         _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat
         _MEMO[path] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular,
-                                handle.texts, extra={"text_cache": handle.text_cache or {}})
+                                handle.texts, extra={"text_cache": handle.text_cache or {}}, Y=handle.Y,
+                                targets=handle.targets)
     return _MEMO[path]
 
 
@@ -106,7 +109,12 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
     flat = flatten(results, handle.metric, handle.mode)
     with tempfile.TemporaryDirectory() as d:
         # the trial's own record (the report reads this, not Tune's optional loggers)
-        arrays = {arm: r["proba"].astype(np.float32) for arm, r in results.items()}
+        arrays = {}
+        for arm, r in results.items():  # several targets: one array per target, NaN rows where masked
+            if isinstance(r["proba"], dict):
+                arrays.update({f"{arm}__t__{t}": p.astype(np.float32) for t, p in r["proba"].items()})
+            else:
+                arrays[arm] = r["proba"].astype(np.float32)
         for arm, r in results.items():  # out-of-fold attention over instances (NaN = padding), for the report's plots
             arrays.update({f"attn__{arm}__{m}": w for m, w in r.get("attention", {}).items()})
         np.savez_compressed(Path(d) / "oof.npz", **arrays)

@@ -133,7 +133,10 @@ class Cohort:
 
     def labelled(self, name: str | None = None) -> "Cohort":
         """The cohort restricted to the samples labelled for one target (all of them if unmasked)."""
-        keep = self.labels(name) != MASKED
+        return self.subset(self.labels(name) != MASKED)
+
+    def subset(self, keep: np.ndarray) -> "Cohort":
+        """The cohort restricted to the samples where ``keep`` (a boolean per sample) is true."""
         if keep.all():
             return self
         samples = self.samples[keep].reset_index(drop=True)
