@@ -17,7 +17,7 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke, data=a.data)
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option))
     return 0
 
 
@@ -129,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--data", help="the cohort's folder (or manifest file) on this machine, for spaces on a real dataset")
+    r.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a cohort adapter option, e.g. uncertainty=ones (overrides the space's cohort_options)")
     r.add_argument("--smoke", action="store_true",
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
     r.set_defaults(fn=_run)

@@ -86,13 +86,14 @@ def smoke(spec: SweepSpec) -> SweepSpec:
     return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats)
 
 
-def with_data(spec: SweepSpec, data: str | None) -> SweepSpec:
-    """``--data PATH``: the cohort's folder (or manifest file) on this machine."""
+def with_data(spec: SweepSpec, data: str | None, options: dict | None = None) -> SweepSpec:
+    """``--data PATH``: the cohort's folder (or manifest file) on this machine; ``--option``: adapter options."""
     from dataclasses import replace
 
-    if not data:
-        return spec
-    return replace(spec, cohort_options={**spec.cohort_options, "root": str(Path(data).resolve())})
+    opts = {**spec.cohort_options, **(options or {})}
+    if data:
+        opts["root"] = str(Path(data).resolve())
+    return replace(spec, cohort_options=opts)
 
 
 def load_cohort(spec: SweepSpec):
@@ -198,8 +199,8 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
-        smoke_test: bool = False, data: str | None = None) -> Path:
-    spec = with_data(load_space(space), data)
+        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None) -> Path:
+    spec = with_data(load_space(space), data, cohort_options)
     if smoke_test:
         spec = smoke(spec)
     if not address:
@@ -211,6 +212,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
+               "cohort_options": cohort_options or {},
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
@@ -226,7 +228,7 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
         raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}")
     meta = json.loads(meta_path.read_text())
     options = meta["options"]
-    spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"))
+    spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
     if options.get("smoke"):
         spec = smoke(spec)
     if address:

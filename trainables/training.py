@@ -1,0 +1,323 @@
+"""One training loop for every torch model trained inside a trial (poolers, learned fusions, token
+models, MLPs), with the training choices a search space can sweep as named options.
+
+The model is anything whose logits for a batch of sample indices come from ``forward(model, idx)``;
+the data stay in the caller's closure, so one loop serves bags, modality vectors and token ids.
+Everything ``fit`` sees is the training part of a fold: its inner validation split (early stopping)
+and its hidden labels (semi-supervised) are carved out of those samples only, never out of the fold
+being scored.
+
+Randomness: batch order, the inner split and the hidden labels come from ``seed`` alone. Weight
+initialisation, dropout and the mean teacher's input noise draw from torch's global RNG, which the
+caller seeds before building the model (``torch.manual_seed(seed)``, as ``fit_poolers`` does), so a
+run is reproducible from one seed. ``fit`` does not reseed it: that keeps the pooler training
+bit-identical to the loop it replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .sampling import balanced_class_weight
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("none", "cosine", "onecycle", "step")
+INITS = ("default", "xavier")
+SEMI_SUPERVISED = ("none", "mean_teacher")
+SGD_MOMENTUM = 0.9
+STEP_GAMMA = 0.1  # "step" schedule: lr x 0.1 after each third of the epochs
+
+
+@dataclass
+class TrainOptions:
+    """Training choices a space can sweep. The defaults are the pooler training the foundation
+    shipped (full-batch AdamW, lr 1e-2, 40 epochs), so leaving them alone changes nothing.
+
+    - ``class_weighted``: None follows the trial (the ``class_weight`` the caller passes, e.g. from
+      the class_weight sampling); True weights the loss (the passed weights, else balanced ones from
+      the training labels); False never weights it.
+    - ``early_stopping``: patience in epochs (0 = off), on the loss of a stratified inner split of
+      ``val_fraction`` of the labelled training samples; the best epoch's weights are kept.
+    - ``ema``: decay of an exponential moving average of the weights (0 = off); validation and the
+      returned model use the average. Ignored under mean teacher, whose teacher is already one.
+    - ``semi_supervised="mean_teacher"`` (Tarvainen & Valpola 2017): the student learns from
+      cross-entropy on the labelled samples plus ``consistency`` x MSE between its softmax and the
+      teacher's on every training sample, each under its own input noise (``noise``, see ``fit``)
+      and dropout; the teacher is an EMA (``teacher_ema``) of the student and is the result.
+    - ``hidden_label_fraction``: share of the training labels hidden (stratified, seeded) to
+      simulate unlabelled data. With ``semi_supervised="none"`` those samples are left out, so the
+      two settings compare on the same labels.
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    epochs: int = 40
+    batch_size: int = 512
+    schedule: str = "none"
+    grad_clip: float = 0.0
+    early_stopping: int = 0
+    val_fraction: float = 0.2
+    ema: float = 0.0
+    init: str = "default"
+    class_weighted: bool | None = None
+    semi_supervised: str = "none"
+    hidden_label_fraction: float = 0.0
+    consistency: float = 10.0
+    teacher_ema: float = 0.99
+    noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("init", INITS),
+                              ("semi_supervised", SEMI_SUPERVISED)):
+            value = str(getattr(self, name)).lower()  # "AdamW" is adamw
+            if value not in choices:
+                close = difflib.get_close_matches(value, choices, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"training option {name}={value!r} is not one of {', '.join(choices)}.{hint}")
+            setattr(self, name, value)
+        for name in ("epochs", "batch_size", "early_stopping", "lr", "weight_decay", "grad_clip", "val_fraction",
+                     "ema", "hidden_label_fraction", "consistency", "teacher_ema", "noise"):
+            value = getattr(self, name)
+            whole = name in ("epochs", "batch_size", "early_stopping")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or math.isnan(number) or (whole and number != int(number)):
+                raise ValueError(f"training option {name}={value!r} must be a {'whole ' if whole else ''}number")
+            setattr(self, name, int(number) if whole else number)
+        if self.class_weighted is not None:
+            if str(self.class_weighted) not in ("True", "False"):
+                raise ValueError(f"training option class_weighted={self.class_weighted!r} must be True, False or None")
+            self.class_weighted = str(self.class_weighted) == "True"  # numpy bools from a sampler too
+        positive, non_negative, fraction = (lambda v: v > 0), (lambda v: v >= 0), (lambda v: 0 <= v < 1)
+        rules = {"lr": (positive, "> 0"), "epochs": (positive, ">= 1"), "batch_size": (positive, ">= 1"),
+                 "val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+                 **{k: (non_negative, ">= 0") for k in ("weight_decay", "grad_clip", "early_stopping", "consistency", "noise")},
+                 **{k: (fraction, "in [0, 1)") for k in ("ema", "teacher_ema", "hidden_label_fraction")}}
+        for name, (ok, text) in rules.items():
+            if not ok(getattr(self, name)):
+                raise ValueError(f"training option {name}={getattr(self, name)!r} must be {text}")
+
+
+TRAIN_OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
+
+
+def options_from(params: dict[str, Any]) -> TrainOptions:
+    """TrainOptions from a space's parameters; an unknown name is an error that suggests the closest."""
+    for name in params:
+        if name not in TRAIN_OPTION_NAMES:
+            close = difflib.get_close_matches(name, sorted(TRAIN_OPTION_NAMES), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown training option {name!r}.{hint} Options: {', '.join(sorted(TRAIN_OPTION_NAMES))}")
+    return TrainOptions(**params)
+
+
+def training_device() -> str:
+    """Where ``fit`` trains: a trial given (a fraction of) a GPU trains there; Ray hides GPUs from
+    trials that asked for none. ``forward`` receives its indices on this device."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _stratified_pick(y: np.ndarray, among: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions taken from ``among``: round(fraction x count) of each class, leaving at least one."""
+    picked = [np.empty(0, np.int64)]
+    for c in np.unique(y[among]):
+        members = among[y[among] == c]
+        k = min(len(members) - 1, int(round(fraction * len(members))))
+        picked.append(rng.permutation(members)[:k])
+    return np.sort(np.concatenate(picked))
+
+
+def _xavier_(model: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every linear and convolutional layer."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _optimizer(params: list[nn.Parameter], o: TrainOptions) -> torch.optim.Optimizer:
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.optimizer == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay, momentum=SGD_MOMENTUM)
+
+
+def _scheduler(opt: torch.optim.Optimizer, o: TrainOptions, steps_per_epoch: int):
+    """(scheduler, steps per batch?) for the option; None for a constant learning rate."""
+    total = o.epochs * steps_per_epoch
+    if o.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), True
+    if o.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=total), True
+    if o.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, o.epochs // 3), gamma=STEP_GAMMA), False
+    return None, False
+
+
+@torch.no_grad()
+def _average_into(avg: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """avg <- d avg + (1 - d) model, with d = min(decay, step / (step + 1)) so that the first few
+    steps (full-batch training takes few) do not leave the average stuck at the initial weights."""
+    d = min(decay, step / (step + 1))
+    for a, p in zip(avg.parameters(), model.parameters()):
+        a.lerp_(p, 1.0 - d)
+    for a, b in zip(avg.buffers(), model.buffers()):
+        a.copy_(b)
+
+
+def fit(
+    model: nn.Module,
+    forward: Callable[..., torch.Tensor],
+    y: np.ndarray,
+    n_classes: int,
+    options: TrainOptions,
+    *,
+    class_weight: np.ndarray | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Train ``model`` in place on the labels ``y`` (class indices of the training samples only).
+
+    ``forward(model, idx)`` returns the (b, n_classes) logits of the samples ``idx`` (a long tensor
+    on :func:`training_device`); it must compute with the module it is given, because it is also
+    called with the EMA or teacher copy of the model. If it accepts a ``noise`` keyword, the mean
+    teacher passes ``noise=options.noise`` for the caller to perturb its inputs (e.g. Gaussian
+    noise of that many feature standard deviations); otherwise dropout alone makes the two views
+    differ. ``on_epoch(epoch, metrics)`` is called after each
+    epoch (0-based) with train_loss, val_loss, val_acc (None without an inner split) and lr, so a
+    Tune trainable can report per epoch and let ASHA stop it. The model ends in eval mode on the
+    device it came on, holding the weights that are the result (best epoch, EMA or teacher).
+
+    Returns ``epochs_run``, ``best_epoch``, the final ``train_loss``, the best ``val_loss`` and
+    ``val_acc``, ``per_epoch`` (the metrics given to ``on_epoch``), and the positions in ``y`` of
+    the inner validation split (``val_idx``) and of the hidden labels (``hidden_idx``).
+    """
+    o = options
+    y = np.asarray(y, dtype=np.int64)
+    n = len(y)
+    device = training_device()
+    home = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)  # batch order
+    rng_hide, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    everyone = np.arange(n)
+    hidden = _stratified_pick(y, everyone, o.hidden_label_fraction, rng_hide) if o.hidden_label_fraction else everyone[:0]
+    labelled = np.setdiff1d(everyone, hidden)
+    val = _stratified_pick(y, labelled, o.val_fraction, rng_val) if o.early_stopping else everyone[:0]
+    if o.early_stopping and len(val) == 0:
+        raise ValueError(f"early stopping needs an inner validation split, but {len(labelled)} labelled "
+                         f"training samples leave none at val_fraction={o.val_fraction}")
+    labelled = np.setdiff1d(labelled, val)
+    teacher_mode = o.semi_supervised == "mean_teacher"
+    train = np.union1d(labelled, hidden) if teacher_mode else labelled
+    subset = len(train) < n  # else batches index the samples directly, as the loop this replaced did
+
+    if o.init == "xavier":
+        _xavier_(model)
+    model.to(device)
+    yt = torch.as_tensor(y, device=device)
+    train_t = torch.as_tensor(train, device=device)
+    val_t = torch.as_tensor(val, device=device)
+    is_labelled = torch.zeros(n, dtype=torch.bool, device=device)
+    is_labelled[torch.as_tensor(labelled, device=device)] = True
+    if o.class_weighted is False:
+        class_weight = None
+    elif o.class_weighted and class_weight is None:
+        class_weight = balanced_class_weight(y[labelled], n_classes)
+    cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=cw)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _optimizer(params, o)
+    batch = min(o.batch_size, len(train))
+    steps_per_epoch = math.ceil(len(train) / batch)
+    sched, per_batch = _scheduler(opt, o, steps_per_epoch)
+    decay = o.teacher_ema if teacher_mode else o.ema
+    avg = copy.deepcopy(model).requires_grad_(False) if decay or teacher_mode else None
+    judged = avg if avg is not None else model  # the weights validated and returned
+    with_noise = teacher_mode and o.noise > 0 and "noise" in inspect.signature(forward).parameters
+    noisy = {"noise": o.noise} if with_noise else {}
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        if not teacher_mode:
+            return loss_fn(forward(model, idx), yt[idx])
+        logits = forward(model, idx, **noisy)
+        lab = is_labelled[idx]
+        ce = loss_fn(logits[lab], yt[idx][lab]) if bool(lab.any()) else logits.sum() * 0.0
+        with torch.no_grad():
+            target = torch.softmax(forward(avg, idx, **noisy), dim=1)
+        return ce + o.consistency * F.mse_loss(torch.softmax(logits, dim=1), target)
+
+    per_epoch: list[dict] = []
+    best = (math.inf, -1, None)  # (val loss, epoch, state); a NaN loss never improves on it
+    steps = 0
+    for epoch in range(o.epochs):
+        model.train()
+        if avg is not None:
+            avg.train()  # the teacher's dropout is part of its view
+        lr_now = opt.param_groups[0]["lr"]
+        total = torch.zeros((), device=device)
+        perm = torch.randperm(len(train), generator=g).to(device)
+        for start in range(0, len(train), batch):
+            idx = perm[start : start + batch]
+            if subset:
+                idx = train_t[idx]
+            loss = step_loss(idx)
+            opt.zero_grad()
+            loss.backward()
+            if o.grad_clip:
+                nn.utils.clip_grad_norm_(params, o.grad_clip)
+            opt.step()
+            steps += 1
+            if avg is not None:
+                _average_into(avg, model, decay, steps)
+            if per_batch:
+                sched.step()
+            total += loss.detach() * len(idx)
+        if sched is not None and not per_batch:
+            sched.step()
+        metrics = {"train_loss": float(total) / len(train), "val_loss": None, "val_acc": None, "lr": lr_now}
+        if len(val):
+            judged.eval()
+            with torch.no_grad():
+                logits = forward(judged, val_t)
+                metrics["val_loss"] = float(loss_fn(logits, yt[val_t]))
+                metrics["val_acc"] = float((logits.argmax(1) == yt[val_t]).float().mean())
+            if metrics["val_loss"] < best[0]:
+                best = (metrics["val_loss"], epoch, copy.deepcopy(judged.state_dict()))
+        per_epoch.append(metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        if o.early_stopping and epoch - best[1] >= o.early_stopping:
+            break
+
+    if best[2] is not None:
+        judged.load_state_dict(best[2])
+    if judged is not model:
+        model.load_state_dict(judged.state_dict())
+    model.to(home).eval()
+    best_epoch = best[1] if best[2] is not None else len(per_epoch) - 1
+    return {
+        "epochs_run": len(per_epoch),
+        "best_epoch": best_epoch,
+        "train_loss": per_epoch[-1]["train_loss"],
+        "val_loss": per_epoch[best_epoch]["val_loss"],
+        "val_acc": per_epoch[best_epoch]["val_acc"],
+        "per_epoch": per_epoch,
+        "val_idx": val,
+        "hidden_idx": hidden,
+    }
