@@ -35,7 +35,7 @@ def _report(a) -> int:
     run_dir = runs_root() / a.run
     if not (run_dir / "sweep.json").exists():
         raise FileNotFoundError(f"no run {a.run!r} under {runs_root()}")
-    print(write_report(run_dir, reports_root() / a.run))
+    print(write_report(run_dir, reports_root() / a.run, html=a.html, k=a.k, reference=a.reference))
     return 0
 
 
@@ -146,6 +146,9 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="(re)write the report of a finished or interrupted run")
     rp.add_argument("run")
     rp.add_argument("--storage", help="the folder the run was started with")
+    rp.add_argument("--html", action="store_true", help="also write report.html")
+    rp.add_argument("--k", type=int, default=5, help="trials in the post-hoc ensembles (default 5)")
+    rp.add_argument("--reference", help="a CSV of published results to set beside ours (e.g. the lumbar seed's)")
     rp.set_defaults(fn=_report)
 
     ls = sub.add_parser("list", help="search spaces and every registered component")

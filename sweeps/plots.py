@@ -1,5 +1,6 @@
-"""PNG plots for the report (matplotlib, Agg backend): ROC curves, confusion matrix, and the paired
-pooling comparison. Each function writes one file and returns its name."""
+"""PNG plots for the report (matplotlib, Agg backend): ROC curves, confusion matrix, the paired
+pooling comparison and attention weights over slices. Each function writes one file and returns its
+name."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 
 _META = {"Software": None}  # no version stamp: the same run gives the same bytes
@@ -56,6 +58,30 @@ def paired(base: np.ndarray, other: np.ndarray, base_name: str, other_name: str,
     ax.scatter(base, other, s=22)
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"{base_name} {metric}", ylabel=f"{other_name} {metric}",
            title=f"{other_name} vs {base_name} (n={len(base)} pairs)")
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=100, metadata=_META)
+    plt.close(fig)
+    return name
+
+
+def attention(panels: list[tuple[str, dict[str, np.ndarray]]], title: str, out: Path, name: str = "attention.png") -> str:
+    """One subplot per sample: attention weight against slice index, one line per modality, its
+    dotted line at 1/slices (uniform attention) (``panels``: [(subplot title, {modality: weights of
+    the real slices})])."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.4, 2.3 * len(panels)), squeeze=False)
+    for ax, (label, weights) in zip(axes[:, 0], panels):
+        for m, w in weights.items():
+            if len(w):
+                (line,) = ax.plot(np.arange(len(w)), w, marker="o", ms=3, label=f"{m} ({len(w)} slices)")
+                ax.axhline(1 / len(w), color=line.get_color(), ls=":", lw=0.8)  # uniform weights, for scale
+            else:
+                ax.plot([], [], label=f"{m} (missing)")
+        ax.set(title=label, xlabel="slice index (position order)", ylabel="attention weight")
+        ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out / name, dpi=100, metadata=_META)
     plt.close(fig)

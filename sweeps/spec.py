@@ -80,6 +80,13 @@ class SweepSpec:
             raise SpecError(f"space {self.name!r}: nothing to learn from: give an 'encoder' (images), 'tabular' or 'text'")
         if "encoder" in self.space and "pooling" not in self.space and not self.compare.get("pooling"):
             raise SpecError(f"space {self.name!r}: field 'pooling' is required with an encoder")
+        if self.reference:
+            from .reference import ReferenceError, load
+
+            try:
+                load(Path(self.reference))
+            except (ReferenceError, OSError) as exc:
+                raise SpecError(f"space {self.name!r}: reference: {exc}") from None
         fr = self.space.get("missing_eval", [])
         if not isinstance(fr, (list, tuple)) or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in fr):
             raise SpecError(f"space {self.name!r}: missing_eval must be a list of fractions in [0, 1], got {fr!r}")

@@ -36,6 +36,10 @@ def test_every_seed_space_runs_one_configuration_on_its_stand_in(name, sweeps_ho
     data = trial_data(handle, config.get("encoder"), config.get("preprocessing", "grayscale_norm"))
     res = evaluate(config, data, arms=spec.compare, n_folds=3, seed=0)
     for arm, r in res.items():
-        assert r["proba"].shape == (len(handle.y), len(handle.class_names))
-        np.testing.assert_allclose(r["proba"].sum(1), 1, atol=1e-5)
+        probas = r["proba"] if isinstance(r["proba"], dict) else {None: r["proba"]}  # several targets: one each
+        classes = dict(handle.targets) if handle.targets else {None: handle.class_names}
+        assert set(probas) == set(classes)
+        for t, p in probas.items():
+            assert p.shape == (len(handle.y), len(classes[t]))
+            np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
         assert 0 <= r["metrics"]["accuracy"] <= 1

@@ -5,14 +5,52 @@ compose any of them.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import StandardScaler
 
-from .registry import Registry
+from .registry import Registry, UnknownComponentError
 
-HEADS = Registry("head")
+# heads that need a package outside the core dependencies: head -> (module, how to install it)
+OPTIONAL = {"xgboost": ("xgboost", "pip install xgboost-cpu  (or: pip install -e '.[xgboost]')")}
+
+
+class MissingDependencyError(UnknownComponentError, ImportError):
+    """A head whose optional package is not installed. It is an UnknownComponentError so that the
+    space check (which turns those into SpecError) stops the sweep before it starts."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def require(name: str, where: str = "") -> None:
+    """Raise MissingDependencyError when head ``name`` needs a package that is not importable."""
+    if name in OPTIONAL and not _importable(OPTIONAL[name][0]):
+        module, how = OPTIONAL[name]
+        at = f" (at {where})" if where else ""
+        raise MissingDependencyError(f"head {name!r}{at} needs the optional package {module!r}, which is not "
+                                     f"installed: {how}")
+
+
+class HeadRegistry(Registry):
+    """The head table; ``check`` also fails when a head's optional package is missing, so a space
+    naming it (as a head, an ensemble member or a bagging base) is refused before the sweep."""
+
+    def check(self, name: str, where: str = "") -> str:
+        super().check(name, where)
+        require(name, where)
+        return name
+
+
+HEADS = HeadRegistry("head")
 
 
 class Scaled(ClassifierMixin, BaseEstimator):
@@ -73,6 +111,53 @@ def mlp(hidden_dim: int = 128, dropout: float = 0.2, epochs: int = 60, lr: float
     """A one-hidden-layer torch MLP trained with AdamW, behind the scikit-learn contract."""
     return Scaled(TorchMLPClassifier(hidden_dim=hidden_dim, dropout=dropout, epochs=epochs, lr=lr,
                                       weight_decay=weight_decay, seed=seed))
+
+
+@HEADS.register("xgboost")
+def xgboost(n_estimators: int = 200, learning_rate: float = 0.05, max_depth: int = 4, subsample: float = 0.8,
+            colsample_bytree: float = 0.5, min_child_weight: float = 1.0, reg_lambda: float = 1.0, seed: int = 0,
+            n_jobs: int = 1):
+    """Gradient-boosted trees, XGBoost (Chen & Guestrin, KDD 2016); an optional dependency
+    (``xgboost-cpu``). ``{"name": "bagging", "bagging": {"base": "xgboost"}}`` bags it."""
+    require("xgboost")
+    return XGBHead(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth, subsample=subsample,
+                   colsample_bytree=colsample_bytree, min_child_weight=min_child_weight, reg_lambda=reg_lambda,
+                   seed=seed, n_jobs=n_jobs)
+
+
+class XGBHead(ClassifierMixin, BaseEstimator):
+    """XGBClassifier behind the contract. XGBoost wants labels 0..k-1 with none missing; the labels
+    are encoded among those present, so a training part that lacks a class (a bagging draw) fits."""
+
+    def __init__(self, n_estimators=200, learning_rate=0.05, max_depth=4, subsample=0.8, colsample_bytree=0.5,
+                 min_child_weight=1.0, reg_lambda=1.0, seed=0, n_jobs=1):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y, sample_weight=None):
+        from xgboost import XGBClassifier
+
+        self.classes_ = np.unique(y)
+        self.model_ = XGBClassifier(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                                    max_depth=self.max_depth, subsample=self.subsample,
+                                    colsample_bytree=self.colsample_bytree, min_child_weight=self.min_child_weight,
+                                    reg_lambda=self.reg_lambda, random_state=self.seed, n_jobs=self.n_jobs,
+                                    tree_method="hist", verbosity=0)
+        self.model_.fit(np.asarray(X), np.searchsorted(self.classes_, y), sample_weight=sample_weight)
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(np.asarray(X))
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
 
 
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):

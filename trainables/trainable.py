@@ -45,9 +45,27 @@ class DataHandle:
 _MEMO: dict[str, TrialData] = {}
 
 
+def _handle_key(handle: DataHandle) -> str:
+    """What the memoised data depends on besides the embeddings: samples, labels, targets, features."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    h.update("\0".join(handle.sample_ids).encode())
+    h.update(np.ascontiguousarray(handle.y).tobytes())
+    if handle.Y is not None:
+        h.update(np.ascontiguousarray(handle.Y).tobytes())
+    h.update(repr((handle.targets, handle.modalities, handle.class_names)).encode())
+    for df in (handle.tabular, handle.texts):
+        if df is not None:
+            h.update(repr(list(df.columns)).encode())
+            h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
+    return h.hexdigest()
+
+
 def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> TrialData:
+    hk = _handle_key(handle)
     if encoder is None or not handle.modalities:  # a cohort (or trial) without images: tabular and text only
-        key = "no-images"
+        key = f"no-images|{hk}"
         if key not in _MEMO:
             _MEMO.clear()
             _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, [], {}, handle.tabular, handle.texts,
@@ -57,16 +75,17 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
     if k not in handle.entries:
         raise KeyError(f"no embeddings for encoder {encoder!r} with preprocessing {preprocessing!r}; embedded: {sorted(handle.entries)}")
     path = handle.entries[k]
-    if path not in _MEMO:
+    key = f"{path}|{hk}"
+    if key not in _MEMO:
         entry = cache.lookup(Path(path).parent, Path(path).name)
         if entry is None:
             raise FileNotFoundError(f"embedding cache entry {path} is gone; rerun the sweep to rebuild it")
         bags = build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
         _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat
-        _MEMO[path] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular,
+        _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular,
                                 handle.texts, extra={"text_cache": handle.text_cache or {}}, Y=handle.Y,
                                 targets=handle.targets)
-    return _MEMO[path]
+    return _MEMO[key]
 
 
 def _completed_record(config: dict, run_dir: str) -> dict | None:
