@@ -15,6 +15,7 @@ the reference comparison (``reference.py``); failed trials. Optionally also as H
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 import os
 import shutil
 import tempfile
@@ -26,7 +27,8 @@ import numpy as np
 
 N_BOOT = 1000
 SHOWN = ("accuracy", "f1_macro", "auc_macro")
-LABEL = {"accuracy": "accuracy", "f1_macro": "macro-F1", "auc_macro": "macro-AUC", "balanced_accuracy": "bal. acc."}
+LABEL = {"accuracy": "accuracy", "f1_macro": "macro-F1", "auc_macro": "macro-AUC", "balanced_accuracy": "bal. acc.",
+         "rsna_score": "RSNA 2024 score (weighted log loss)"}
 DIMENSIONS = ("head", "sampling", "pca_dim", "tabular", "encoder", "preprocessing", "fusion")
 TRIAL_INDEX = "__trial_index__"  # Tune's Repeater: the repeat (seed offset) of an otherwise identical config
 
@@ -41,6 +43,7 @@ class Row:
     metrics: dict
     proba: np.ndarray | None
     attn: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (n, N_max) OOF weights, NaN = padding
+    targets: dict[str, np.ndarray] = field(default_factory=dict)  # several targets: target -> (n, C_t) OOF proba
 
 
 # -- metrics under resampling weights (same definitions as trainables.metrics) -------------------
@@ -153,7 +156,8 @@ def read_run(run_dir: Path):
         for arm in arms:
             m = {k.split("/", 2)[2]: v for k, v in result.items() if k.startswith(f"arm/{arm}/")}
             attn = {f.split("__", 2)[2]: oof[f] for f in sorted(oof.files) if f.startswith(f"attn__{arm}__")}
-            rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None, attn))
+            per_target = {f.split("__t__", 1)[1]: oof[f] for f in sorted(oof.files) if f.startswith(f"{arm}__t__")}
+            rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None, attn, per_target))
     return meta, t, rows, failed, unfinished
 
 
@@ -259,8 +263,9 @@ class RunView:
     def ci_of(self, r: Row) -> dict[str, tuple[float, float]]:
         key = (r.trial, r.arm)
         if key not in self._cis:
-            self._cis[key] = (patient_bootstrap(self.y, r.proba, self.groups) if r.proba is not None
-                              else {m: (np.nan, np.nan) for m in SHOWN})
+            cis = patient_bootstrap(self.y, r.proba, self.groups) if r.proba is not None else {}
+            # metrics without a bootstrap here (several targets' means, the RSNA score): no CI, shown as such
+            self._cis[key] = defaultdict(lambda: (np.nan, np.nan), cis)
         return self._cis[key]
 
     def best(self, rs: list[Row]) -> Row:
@@ -298,8 +303,21 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
     L.append("## Data and method")
     L.append("")
     L.append(f"- Cohort **{c['name']}**: {c['description']}.")
-    L.append(f"- n = {c['samples']} samples (studies) from {c['patients']} patients, {c['instances']} image instances. "
-             f"Target `{c['target']}`: " + ", ".join(f"{lab} {cnt}" for lab, cnt in c["label_counts"].items()) + ".")
+    predicted = c.get("predicted_targets", {})
+    if len(predicted) > 1:
+        L.append(f"- n = {c['samples']} samples (studies) from {c['patients']} patients, {c['instances']} image instances. "
+                 f"{len(predicted)} targets in every trial, one head per target; a sample not labelled for a target "
+                 f"(masked) neither trains nor scores its head. The trial's accuracy, macro-F1 and macro-AUC are means "
+                 f"over the targets (per-target figures with CIs below).")
+    else:
+        L.append(f"- n = {c['samples']} samples (studies) from {c['patients']} patients, {c['instances']} image instances. "
+                 f"Target `{c['target']}`: " + ", ".join(f"{lab} {cnt}" for lab, cnt in c["label_counts"].items()) + ".")
+    if c.get("quarantined"):
+        L.append(f"- Quarantined: {c['quarantined']} unreadable image file(s) left out "
+                 f"(`python -m sweeps data inspect` lists them with the reason).")
+    if c.get("flagged"):
+        L.append("- Left out of the features by the adapter's leakage guard: " + "; ".join(
+            f"`{col}` ({why})" for col, why in c["flagged"].items()) + ".")
     L.append("- Modalities (samples present / missing): " + ", ".join(
         f"{m} {s['present']}/{s['missing']}" for m, s in c["modalities"].items()) + ".")
     L.append(f"- Evaluation: {meta['folds']}-fold stratified cross-validation grouped by patient (no patient on both "
@@ -356,7 +374,8 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
                 rs = [m[p] for m in matched.values() if m[p].proba is not None]
                 if rs:
                     bests[p] = v.best(rs)
-            links = [plots.roc({f"best {p} (trial {r.trial})": r.proba for p, r in bests.items()}, y, v.classes, plot_dir)]
+            links = ([plots.roc({f"best {p} (trial {r.trial})": r.proba for p, r in bests.items()}, y, v.classes, plot_dir)]
+                     if bests else [])  # several targets: no single ROC (see the per-target table)
             if len(poolings) >= 2:
                 base = "mean" if "mean" in poolings else poolings[0]
                 other = next(p for p in poolings if p != base)
@@ -369,8 +388,10 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
                      "of each pooling; the paired plot shows every matched configuration (above the diagonal: the "
                      "second pooling scored higher).")
             L.append("")
-    for dim in ("head", "sampling", "pca_dim", "tabular"):
+    for dim in ("head", "sampling", "pca_dim", "tabular", "fusion", "text", "encoder", "preprocessing"):
         L += _by_dim_section(v, dim, poolings, seeds if repeats else None)
+    L += _per_target_section(v)
+    L += _missing_section(v)
     L += _ensemble_member_section(v)
     L += _top_section(v, seeds if repeats else None, plot_dir)
     from . import posthoc
@@ -398,6 +419,78 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
                  + ", ".join(t for t, _ in v.unfinished) + ".")
         L.append("")
     return "\n".join(L)
+
+
+def _per_target_section(v: RunView) -> list[str]:
+    """Several targets: the best trial's figures per target, each on its labelled samples, with CIs."""
+    t = np.load(v.run_dir / "targets.npz", allow_pickle=False)
+    if "Y" not in t.files:
+        return []
+    rows = [r for r in v.rows if r.targets]
+    if not rows:
+        return []
+    best = v.best(rows)
+    names = [str(x) for x in t["target_names"]]
+    L = ["## Per target", "",
+         f"Best trial {best.trial} ({best.arm}; {_config_str(best.config)}), by {_label(v.metric)}: each target scored "
+         "on its labelled samples only (n), out of fold, with 95% patient-bootstrap CIs.", ""]
+    extra = {k: val for k, val in best.metrics.items() if k == "rsna_score" or k.startswith("rsna/")}
+    if extra:
+        L.append("RSNA 2024 competition metric of this trial (lower is better): " + ", ".join(
+            f"{k.split('/')[-1]} {_f(val)}" for k, val in sorted(extra.items())) + ".")
+        L.append("")
+    table = []
+    for k, name in enumerate(names):
+        lab = t["Y"][:, k] >= 0
+        if name not in best.targets or lab.sum() == 0:
+            continue
+        y_t, p_t, g_t = t["Y"][lab, k], best.targets[name][lab], v.groups[lab]
+        classes = [str(x) for x in t[f"classes__{name}"]]
+        ci = patient_bootstrap(y_t, p_t, g_t, metrics=("auc_macro", "f1_macro"))
+        counts = ", ".join(f"{c} {int((y_t == j).sum())}" for j, c in enumerate(classes))
+        table.append([f"`{name}`", int(lab.sum()), counts, _ci(_fast("auc_macro", y_t, p_t), ci["auc_macro"]),
+                      _ci(_fast("f1_macro", y_t, p_t), ci["f1_macro"])])
+    L.append(_table(["target", "n labelled", "labels", "AUC [95% CI]", "macro-F1 [95% CI]"], table))
+    L.append("")
+    return L
+
+
+def _missing_section(v: RunView) -> list[str]:
+    """Simulated missingness (``missing_eval``): a modality removed from a fraction of the scored samples
+    at test time, for the best configuration of each fusion / missing-modality strategy."""
+    keyed = [r for r in v.rows if any(k.startswith("missing/") for k in r.metrics)]
+    if not keyed:
+        return []
+    metric = v.metric if v.metric in ("f1_macro", "auc_macro", "balanced_accuracy") else "auc_macro"
+
+    def strategy(r: Row) -> str:
+        f = r.config.get("fusion", "concat")
+        if isinstance(f, dict):
+            name = f.get("name")
+            params = f.get(name, {}) if isinstance(name, str) else {}
+            extra = ", ".join(f"{k}={params[k]}" for k in ("missing", "modality_dropout") if k in params)
+            return f"{name}" + (f" ({extra})" if extra else "")
+        return str(f)
+
+    by_strategy: dict[str, Row] = {}
+    for r in v.ranked(keyed):
+        by_strategy.setdefault(f"{strategy(r)} / {r.arm}", r)
+    mods = sorted({k.split("/")[1] for r in keyed for k in r.metrics if k.startswith("missing/")})
+    fracs = sorted({float(k.split("/")[2]) for r in keyed for k in r.metrics if k.startswith("missing/")})
+    L = ["## Simulated missing modalities", "",
+         f"{_label(metric)} of the best configuration of each fusion strategy / pooling when a modality is removed at "
+         "test time from a fraction of the scored samples (models trained as usual; removals nested: a sample "
+         "removed at 25% is also removed at 50%). n = " f"{len(v.y)}.", ""]
+    table = []
+    for name, r in by_strategy.items():
+        for m in mods:
+            vals = [r.metrics.get(f"missing/{m}/{fr:g}/{metric}") for fr in fracs]
+            if all(x is None for x in vals):
+                continue
+            table.append([name, f"`{m}`"] + [_f(x) if x is not None else "—" for x in vals])
+    L.append(_table(["fusion / pooling", "modality removed"] + [f"{fr:.0%} removed" for fr in fracs], table))
+    L.append("")
+    return L
 
 
 def _by_dim_section(v: RunView, dim: str, poolings: list[str], seeds: dict | None) -> list[str]:
@@ -459,10 +552,11 @@ def _top_section(v: RunView, seeds: dict | None, plot_dir: Path | None) -> list[
     L.append(_table(hdr, table))
     L.append("")
     best = top[0]
-    L.append(f"Per-class recall of the top configuration (n = {len(y)}): " + ", ".join(
-        f"{name} {_f(best.metrics.get(f'recall_{name}', np.nan))} (n={int((y == i).sum())})"
-        for i, name in enumerate(v.classes)) + ".")
-    L.append("")
+    if any(k.startswith("recall_") for k in best.metrics):  # one target (several: see "Per target")
+        L.append(f"Per-class recall of the top configuration (n = {len(y)}): " + ", ".join(
+            f"{name} {_f(best.metrics.get(f'recall_{name}', np.nan))} (n={int((y == i).sum())})"
+            for i, name in enumerate(v.classes)) + ".")
+        L.append("")
     if plot_dir is not None and best.proba is not None:
         from . import plots
 

@@ -83,7 +83,8 @@ def smoke(spec: SweepSpec) -> SweepSpec:
         opts["n_patients"] = min(opts.get("n_patients", 300), SMOKE_PATIENTS)
     elif not opts.get("root"):
         opts["root"] = str(standin_root(spec.cohort))
-    return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats)
+    return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats,
+                   scheduler=None)  # a smoke trial stopped early would leave no record to check
 
 
 def with_data(spec: SweepSpec, data: str | None, options: dict | None = None) -> SweepSpec:
@@ -126,10 +127,20 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
         raise SpecError(f"space {spec.name!r} names an image encoder but cohort {cohort.name!r} has no image modalities")
     fp = cohort.fingerprint()
     entries = {}
-    for enc, pre in spec.embeddings():  # the whole cohort: one cache entry serves every target
+    finetune = spec.trainable == "finetune"
+    if finetune:  # no embedding stage: each trial reads the slices and trains the encoder; entries: encoder -> weights
+        if len(names) > 1:
+            from .spec import SpecError
+
+            raise SpecError(f"space {spec.name!r}: trainable='finetune' predicts one target, not {len(names)}")
+        entries = {enc: resolve_weights(enc, spec.weights.get(enc)) or "" for enc, _ in spec.embeddings()}
+    for enc, pre in [] if finetune else spec.embeddings():  # the whole cohort: one cache entry serves every target
         weights = resolve_weights(enc, spec.weights.get(enc))
         entry = embed_cohort(cohort, enc, pre, weights=weights, fingerprint=fp, progress=progress)
         entries[f"{enc}|{pre}"] = str(entry.path)
+        known = {q["path"] for q in cohort.quarantine}  # slices the embed stage could not read join the record
+        cohort.quarantine += [{"path": q["path"], "reason": q["reason"]} for q in getattr(entry, "quarantine", [])
+                              if q["path"] not in known]
     full = cohort
     Y = None
     if len(names) > 1:  # several targets in one trial: keep samples labelled for at least one of them
@@ -158,6 +169,7 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
         entries=entries, metric=spec.metric, mode=spec.mode, folds=spec.folds, seed=spec.seed, arms=spec.compare,
         texts=texts, text_cache=text_cache, Y=Y,
         targets=[(t, cohort.target(t).classes) for t in names] if Y is not None else None,
+        instances=cohort.instances[["sample_id", "modality", "order", "path", "frame"]] if finetune else None,
     )
     return cohort, fp, handle
 
@@ -250,6 +262,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
+    from trainables.finetune import finetune_trial, make_scheduler
     from trainables.trainable import sweep_trial
 
     handle.run_dir = str(run_dir)
@@ -260,7 +273,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     if options["gpus_per_trial"]:
         concurrency = min(concurrency, int(cluster_gpus / options["gpus_per_trial"] + 1e-9))
     trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, handle=handle),
+        tune.with_parameters(finetune_trial if spec.trainable == "finetune" else sweep_trial, handle=handle),
         {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]},
     )
     if restore:
@@ -277,7 +290,12 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
         import numpy as np
 
-        np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names))
+        extra = {}
+        if handle.Y is not None:  # several targets: every target's labels (-1 masked) and classes for the report
+            extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
+                     **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
+        np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
+                 **extra)
         if _has_domain(spec.space):
             searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
                                     sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
@@ -297,6 +315,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
+                                        scheduler=make_scheduler(spec),
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,

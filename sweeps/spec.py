@@ -21,6 +21,8 @@ from typing import Any
 from ray.tune.search.sample import Categorical, Domain
 
 from trainables.encoders import ENCODERS, WeightsError, parse_preprocessing, resolve_weights
+from trainables.finetune import SETTINGS as FINETUNE_SETTINGS
+from trainables.finetune import check_space as check_finetune_space
 from trainables.fusion import FUSIONS
 from trainables.heads import HEADS
 from trainables.metrics import EXTRA_OBJECTIVES, METRICS
@@ -39,6 +41,7 @@ class SpecError(ValueError):
 COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "sampling": SAMPLINGS, "head": HEADS}
 # keys a trial config may hold, besides the components
 SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text", "missing_eval"}
+TRAINABLES = ("frozen", "finetune")
 POOL_TRAINING = set(TRAIN_OPTION_NAMES)  # pooler training options accepted in pooling params (trainables.training)
 
 
@@ -59,6 +62,8 @@ class SweepSpec:
     repeats: int = 1  # run every configuration with this many seeds (folds and inits vary); report mean and SD
     reference: str | None = None  # a CSV of published results to set beside ours in the report
     weights: dict[str, str] = field(default_factory=dict)  # encoder -> local weights file, or "packaged"
+    trainable: str = "frozen"  # "frozen": heads on cached embeddings; "finetune": the encoder trained in each trial
+    scheduler: str | None = None  # "asha": stop poor trials early on their per-epoch reports (finetune only)
 
     def validate(self) -> None:
         if self.metric not in METRICS and self.metric not in EXTRA_OBJECTIVES:
@@ -68,13 +73,27 @@ class SweepSpec:
             raise SpecError(f"space {self.name!r}: metric {self.metric!r} needs mode {EXTRA_OBJECTIVES[self.metric]!r}")
         if self.mode not in ("max", "min"):
             raise SpecError(f"space {self.name!r}: mode must be 'max' or 'min', got {self.mode!r}")
-        allowed = SETTINGS | set(COMPONENTS)
+        if self.trainable not in TRAINABLES:
+            raise SpecError(f"space {self.name!r}: trainable must be one of {', '.join(TRAINABLES)}, got {self.trainable!r}")
+        if self.scheduler not in (None, "asha"):
+            raise SpecError(f"space {self.name!r}: scheduler must be None or 'asha', got {self.scheduler!r}")
+        if self.scheduler and self.trainable != "finetune":
+            raise SpecError(f"space {self.name!r}: scheduler {self.scheduler!r} acts on per-epoch reports, which only "
+                            "trainable='finetune' makes")
+        finetune = self.trainable == "finetune"
+        allowed = SETTINGS | set(COMPONENTS) | (FINETUNE_SETTINGS if finetune else set())
         for key in self.space:
             if key not in allowed:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint += " It applies to trainable='finetune' only." if key in FINETUNE_SETTINGS else ""
                 raise SpecError(f"space {self.name!r}: unknown field {key!r}.{hint} Fields: {', '.join(sorted(allowed))}")
-        if "head" not in self.space:
+        if finetune:
+            try:
+                check_finetune_space(self.space, self.name)
+            except ValueError as exc:
+                raise SpecError(str(exc)) from None
+        elif "head" not in self.space:
             raise SpecError(f"space {self.name!r}: field 'head' is required")
         if not any(k in self.space for k in ("encoder", "tabular", "text")):
             raise SpecError(f"space {self.name!r}: nothing to learn from: give an 'encoder' (images), 'tabular' or 'text'")

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from sweeps import runner
-from sweeps.spec import available_spaces
+from sweeps.spec import available_spaces, load_space
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,11 @@ def test_every_search_space_runs_a_two_trial_smoke_sweep(space, ray_session, swe
     text = report.read_text()
     assert "## Attention vs average pooling" in text
     assert "grouped by patient" in text
+    spec = load_space(space)
+    if spec.target == "all":  # several targets: per-target figures, and the competition metric for RSNA
+        assert "## Per target" in text
+        if spec.cohort == "rsna_lumbar":
+            assert "RSNA 2024 competition metric" in text and "any_severe_spinal" in text
 
 
 def test_quickstart_report_compares_poolings_with_n_and_ci(quickstart_run):

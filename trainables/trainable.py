@@ -40,6 +40,7 @@ class DataHandle:
     Y: np.ndarray | None = None  # (n, T) class index per target, -1 masked: a multi-target sweep
     targets: list[tuple[str, tuple[str, ...]]] | None = None
     text_cache: dict[str, str] | None = None  # frozen text-encoder key -> cached (n, d) .npy of embeddings
+    instances: pd.DataFrame | None = None  # finetune sweeps: image rows (sample_id, modality, order, path, frame)
 
 
 _MEMO: dict[str, TrialData] = {}

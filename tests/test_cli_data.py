@@ -1,0 +1,43 @@
+"""`data inspect` on the real datasets, and a multi-target sweep end to end on a generated stand-in."""
+
+import json
+
+import pytest
+
+from sweeps.cli import main
+from tests.conftest import shared_data
+
+
+def _need(sub: str):
+    root = shared_data()
+    if root is None or not (root / sub).exists():
+        pytest.skip(f"../shared/data/{sub} not present: set SWEEPS_SHARED_DATA")
+    return root / sub
+
+
+def test_inspect_names_the_leaky_columns_of_the_real_knee_sheet(capsys):
+    assert main(["data", "inspect", "knee", "--data", str(_need("knee-osteoporosis")), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["samples"] == 240 and info["patients"] == 240
+    assert info["targets"]["diagnosis"]["counts"] == {"normal": 37, "osteopenia": 154, "osteoporosis": 49}
+    assert "t_score_value" in info["flagged"] and "t_score_value" not in info["tabular"]["columns"]
+
+
+def test_inspect_real_rsna_labels_counts_masked_blanks(capsys):
+    root = _need("rsna-lumbar/labels")
+    assert main(["data", "inspect", "rsna_lumbar", "--data", str(root), "--option", "labels_only=true", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["samples"] == 1975 and len(info["targets"]) == 25
+    assert sum(t["masked"] for t in info["targets"].values()) == 572
+
+
+def test_inspect_a_space_name_uses_its_cohort_and_a_missing_root_is_a_clear_error(capsys):
+    assert main(["data", "inspect", "covid_cxr"]) == 2
+    err = capsys.readouterr().err
+    assert "needs its data" in err and "--data" in err
+
+
+def test_real_covid_images_decode_and_patients_group(capsys):
+    assert main(["data", "inspect", "covid_cxr", "--data", str(_need("covid-cxr")), "--json", "--check-images"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["samples"] == 162 and info["patients"] == 85 and info["quarantine"] == []
