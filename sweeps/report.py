@@ -318,8 +318,8 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
     if c.get("flagged"):
         L.append("- Left out of the features by the adapter's leakage guard: " + "; ".join(
             f"`{col}` ({why})" for col, why in c["flagged"].items()) + ".")
-    L.append("- Modalities (samples present / missing): " + ", ".join(
-        f"{m} {s['present']}/{s['missing']}" for m, s in c["modalities"].items()) + ".")
+    L.append("- Image modalities (samples present / missing): " + (", ".join(
+        f"{m} {s['present']}/{s['missing']}" for m, s in c["modalities"].items()) or "none (tabular and text only)") + ".")
     L.append(f"- Evaluation: {meta['folds']}-fold stratified cross-validation grouped by patient (no patient on both "
              f"sides), seed {meta['seed']}. Every metric comes from out-of-fold predictions over all n = {n} samples. "
              f"Everything learned (standardisation, PCA, attention pooling, tabular imputation, resampling, head) is "
@@ -341,7 +341,13 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
     L.append("")
     if not rows:
         L.append("No finished trials yet.")
+    elif not c["modalities"] or not c.get("instances"):
+        L.append("No image modality in this sweep: pooling does not apply. The best configurations are below.")
     else:
+        if len(poolings) < 2:
+            L.append(f"Only one pooling ({', '.join(poolings)}) was run in this sweep: no comparison; the row below is "
+                     "the best configuration.")
+            L.append("")
         by_key: dict[str, dict[str, Row]] = {}
         for r in rows:  # paired design: a trial is a pair; otherwise match on every other setting
             by_key.setdefault(r.trial if compare else _matched_key(r.config), {})[r.arm] = r
