@@ -146,7 +146,12 @@ def read_run(run_dir: Path):
             failed.append((trial, params, (d / "error.txt").read_text()))
             continue
         if not ckpts:
-            unfinished.append((trial, params))
+            last = _last_result(d)
+            if last.get("done") and "epochs_done" in last:  # stopped by ASHA after a per-epoch report: not a crash
+                meta.setdefault("stopped_early", []).append(
+                    {"trial": trial, "epochs": last["epochs_done"], "signal": last.get(meta["metric"])})
+            else:
+                unfinished.append((trial, params))
             continue
         ck = ckpts[-1].parent
         config = json.loads((ck / "config.json").read_text())
@@ -159,6 +164,16 @@ def read_run(run_dir: Path):
             per_target = {f.split("__t__", 1)[1]: oof[f] for f in sorted(oof.files) if f.startswith(f"{arm}__t__")}
             rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None, attn, per_target))
     return meta, t, rows, failed, unfinished
+
+
+def _last_result(trial_dir: Path) -> dict:
+    """The last row of Tune's result.json for a trial ({} if none or unreadable)."""
+    f = trial_dir / "result.json"
+    try:
+        lines = [ln for ln in f.read_text().splitlines() if ln.strip()] if f.exists() else []
+        return json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _dim_value(config: dict, dim: str):
@@ -327,6 +342,11 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
     L.append(f"- Brackets are 95% confidence intervals: percentile bootstrap over the {n_pat} patients "
              f"({N_BOOT} resamples, seed 0) of the out-of-fold predictions. They reflect sampling of patients, not the "
              f"selection of the best configuration among many (a best-of-sweep figure is optimistic).")
+    if meta.get("trainable") == "finetune":
+        L.append("- Fine-tuning: the image encoder, the pooling and per-modality linear heads were trained end to end "
+                 "inside each fold on its training part (no frozen embeddings, PCA or separate head)"
+                 + (f"; the {meta['scheduler']} scheduler stopped trials whose per-epoch signal fell behind" if meta.get("scheduler") else "")
+                 + ".")
     if repeats:
         n_seeds = sorted({len(g) for g in seeds.values()})
         L.append(f"- Repeated seeds: configurations ran {'/'.join(map(str, n_seeds))} times, repeat r using seed "
@@ -420,6 +440,12 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
     else:
         L.append("None.")
     L.append("")
+    stopped = meta.get("stopped_early", [])
+    if stopped:
+        L.append(f"Stopped early by the ASHA scheduler ({len(stopped)}; their per-epoch signal was behind at a rung, "
+                 "so they have no final out-of-fold record): " + ", ".join(
+                     f"{s['trial']} after {s['epochs']} epoch(s) (signal {_f(s['signal'])})" for s in stopped) + ".")
+        L.append("")
     if v.unfinished:
         L.append(f"Unfinished trials (the run was interrupted; `python -m sweeps resume {v.run_dir.name}` finishes them): "
                  + ", ".join(t for t, _ in v.unfinished) + ".")

@@ -286,7 +286,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],
-                "repeats": spec.repeats, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
+                "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
         (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
         import numpy as np
 

@@ -21,6 +21,15 @@ from trainables.training import options_from
 SLICES, SIZE, SQUARE_AT = 4, 16, 0  # the bright square sits in the first slice of a positive series
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models on a shared 2-core machine: one thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _cohort(root: Path, n: int = 16, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """n one-series samples of SLICES noise PNGs; label 1 (every other sample) has a bright square in one slice."""
     rng = np.random.default_rng(seed)
@@ -153,9 +162,15 @@ def test_per_epoch_reports_reach_tune_and_asha_stops_the_blind_trial(asha_run):
     per_epoch = [r for r in full if EPOCH_ATTR in r]
     assert [r[EPOCH_ATTR] for r in per_epoch] == list(range(1, 2 * 2 * 2 + 1)), "2 folds x 2 arms x 2 epochs"
     assert EPOCH_ATTR not in full[-1] and "best_arm" in full[-1], "the final report is the out-of-fold one"
-    assert len(blind) == 1 and blind[0][EPOCH_ATTR] == 1, "stopped at ASHA's first rung"
+    assert len(blind) == 1 and blind[0][EPOCH_ATTR] == 1 and blind[0]["done"], "stopped at ASHA's first rung"
     assert blind[0]["auc_macro"] < per_epoch[0]["auc_macro"]
     assert not list(trials[1].glob("checkpoint_*")), "a stopped trial saves no out-of-fold record"
+    from sweeps.report import build_report
+
+    text = build_report(run_dir)
+    blind_id = trials[1].name.split("_", 1)[1]
+    assert "Stopped early by the ASHA scheduler (1" in text and blind_id in text.split("Stopped early")[1]
+    assert "Unfinished trials" not in text, "a trial ASHA stopped is not an interrupted one"
 
 
 @pytest.mark.parametrize("kwargs, message", [

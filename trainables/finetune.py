@@ -81,24 +81,27 @@ NOT_FOR_FINETUNE = {
 
 
 # -- the space ------------------------------------------------------------------------------------
+def _values(v: Any) -> list[Any]:
+    """What a space entry can take: a constant, a categorical's categories or a grid's values; [] for
+    other domains (a trial checks what it draws)."""
+    from ray.tune.search.sample import Categorical, Domain
+
+    if isinstance(v, dict) and "grid_search" in v:
+        return list(v["grid_search"])
+    return list(v.categories) if isinstance(v, Categorical) else [] if isinstance(v, Domain) else [v]
+
+
 def check_space(space: dict[str, Any], where: str) -> None:
     """Raise ValueError for what a fine-tuning space cannot run: no encoder, a frozen-only field, a bad
     ``input_size`` / ``max_slices``, an unknown or invalid training option (with a did-you-mean), or
     training options inside the pooling's parameters (they belong in ``train``)."""
-    from ray.tune.search.sample import Categorical, Domain
-
-    def values(v: Any) -> list[Any]:  # constants, categories and grid values; other domains are checked by the trial
-        if isinstance(v, dict) and "grid_search" in v:
-            return list(v["grid_search"])
-        return list(v.categories) if isinstance(v, Categorical) else [] if isinstance(v, Domain) else [v]
-
     if "encoder" not in space:
         raise ValueError(f"{where}: trainable='finetune' trains an image encoder: field 'encoder' is required")
     for key, why in NOT_FOR_FINETUNE.items():
         if key in space:
             raise ValueError(f"{where}: field {key!r} does not apply to trainable='finetune' ({why})")
     for key, low in (("input_size", 8), ("max_slices", 0)):
-        for v in values(space.get(key, low)):
+        for v in _values(space.get(key, low)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise ValueError(f"{where}.{key}: must be a whole number >= {low}, got {v!r}")
     train = space.get("train", {})
@@ -110,7 +113,7 @@ def check_space(space: dict[str, Any], where: str) -> None:
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{where}.train: unknown training option {name!r}.{hint} "
                              f"Options: {', '.join(sorted(TRAIN_OPTION_NAMES))}")
-        for x in values(v):
+        for x in _values(v):
             try:
                 TrainOptions(**{name: x})
             except ValueError as exc:  # it names the option and what it must be
@@ -126,16 +129,9 @@ def check_space(space: dict[str, Any], where: str) -> None:
 def epoch_budget(space: dict[str, Any], folds: int, n_arms: int) -> int:
     """The most epochs a trial of ``space`` trains (folds x arms x the largest ``train.epochs`` it can
     draw): the last ``epochs_done`` it can report."""
-    from ray.tune.search.sample import Categorical, Domain
-
     epochs = space.get("train", {}).get("epochs", TRAIN_DEFAULTS["epochs"])
-    if isinstance(epochs, Categorical):
-        epochs = max(epochs.categories)
-    elif isinstance(epochs, dict) and "grid_search" in epochs:
-        epochs = max(epochs["grid_search"])
-    elif isinstance(epochs, Domain):
-        epochs = epochs.upper
-    return int(folds * max(1, n_arms) * epochs)
+    drawn = _values(epochs)
+    return int(folds * max(1, n_arms) * (max(drawn) if drawn else epochs.upper))
 
 
 def make_scheduler(spec):
@@ -215,11 +211,11 @@ def load_slices(instances: pd.DataFrame, sample_ids: list[str], modalities: list
         x = pre.batch(pre.slices(imgs, vois))[:, 0].clamp(0, 1)  # (B, S, S): bilinear resizing can overshoot
         u8 = (x * 255).round().to(torch.uint8).numpy()
         rows = chunk.iloc[ok]
-        sample = pos[rows["sample_id"]].to_numpy()
+        sample, slot = pos[rows["sample_id"]].to_numpy(), rows["slot"].to_numpy()
         for m in modalities:
             hit = (rows["modality"] == m).to_numpy()
-            images[m][sample[hit], rows["slot"].to_numpy()[hit]] = u8[hit]
-            masks[m][sample[hit], rows["slot"].to_numpy()[hit]] = True
+            images[m][sample[hit], slot[hit]] = u8[hit]
+            masks[m][sample[hit], slot[hit]] = True
     if bad and len(bad) == len(sel):
         raise ImageReadError(bad[0][0], f"{bad[0][1]} (none of the {len(sel)} selected slices could be read)")
     if bad:
