@@ -10,6 +10,7 @@ compares like with like.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -78,15 +79,20 @@ def nested_ensembles(y: np.ndarray, groups: np.ndarray, candidates: dict[str, np
 
 def section(v: RunView, k: int = 5) -> list[str]:
     """The report's "Post-hoc ensembles" section (empty when fewer than two trials have predictions)."""
-    candidates = {f"{r.trial}/{r.arm}": r.proba for r in v.rows if r.proba is not None}
+    candidates, seen = {}, set()
+    for r in v.rows:  # a configuration the searcher proposed twice is one candidate, not two votes
+        key = (json.dumps(r.config, sort_keys=True, default=str), r.arm)
+        if r.proba is not None and key not in seen:
+            seen.add(key)
+            candidates[f"{r.trial}/{r.arm}"] = r.proba
     if len(candidates) < 2:
         return []
     metric, y, groups = v.metric, v.y, v.groups
     n_folds, seed = int(v.meta["folds"]), int(v.meta["seed"])
     res = nested_ensembles(y, groups, candidates, metric, v.mode, k=k, n_folds=n_folds, seed=seed)
     L = ["## Post-hoc ensembles", ""]
-    L.append(f"Ensembles of the sweep's best trials, from the out-of-fold probabilities of the {len(candidates)} finished "
-             f"(trial, pooling) evaluations: soft voting of the top k = {res.k}{'' if res.k == k else f' (k asked: {k})'}, and stacking of the same "
+    L.append(f"Ensembles of the sweep's best trials, from the out-of-fold probabilities of the {len(candidates)} distinct "
+             f"finished (configuration, pooling) evaluations (a configuration proposed twice counts once): soft voting of the top k = {res.k}{'' if res.k == k else f' (k asked: {k})'}, and stacking of the same "
              f"k with a multinomial logistic-regression meta-learner on their probabilities. Nested, so both are honest: "
              f"an outer {n_folds}-fold split over the out-of-fold predictions (stratified, grouped by patient, seed "
              f"{seed}); in each outer fold the trials are ranked by {_label(metric)} on the other folds only, the top "

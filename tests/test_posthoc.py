@@ -77,3 +77,16 @@ def test_the_report_section_uses_k_and_states_the_remaining_caveat(tmp_path):
     assert "| stacking (logistic-regression meta-learner) | 3 |" in sec
     assert "− best single trial | " in sec
     assert "(k asked: 5)" in _section(build_report(run, k=5), "Post-hoc ensembles"), "only 4 candidates"
+
+
+def test_a_configuration_proposed_twice_is_one_candidate(tmp_path):
+    from sweeps.report import build_report
+    from tests.test_report import cohort, config, make_run, noisy_proba
+
+    y, groups = cohort()
+    same = noisy_proba(y, 2.0, 7)
+    trials = [{"id": "a", "config": config("logreg"), "proba": {"mean": same}},
+              {"id": "b", "config": config("logreg"), "proba": {"mean": same}},  # the searcher's repeat
+              {"id": "c", "config": config("svc"), "proba": {"mean": noisy_proba(y, 1.0, 8)}}]
+    text = build_report(make_run(tmp_path, y, groups, trials, compare=None))
+    assert "out-of-fold probabilities of the 2 distinct" in text
