@@ -64,3 +64,13 @@ def test_space_checks_the_text_entry():
         SweepSpec(name="t", space={**base, "text": {"name": "tfidf", "steps": ["claen"]}}).validate()
     with pytest.raises(SpecError, match="path"):
         SweepSpec(name="t", space={**base, "text": {"name": "transformer", "transformer": {"pooling": "cls"}}}).validate()
+
+
+def test_text_none_turns_the_text_modality_off():
+    data = _text_data()
+    data.tabular = pd.DataFrame({"noise": np.random.default_rng(0).normal(size=len(data.y))})
+    (off,) = evaluate({"head": "logreg", "tabular": True, "text": {"name": "none"}}, data, n_folds=3).values()
+    (on,) = evaluate({"head": "logreg", "tabular": True, "text": {"name": "tfidf", "tfidf": {"dim": 16}}}, data,
+                     n_folds=3).values()
+    assert off["metrics"]["auc_macro"] < 0.65 < on["metrics"]["auc_macro"]
+    SweepSpec(name="t", space={"head": "logreg", "text": {"name": "none"}, "tabular": True}).validate()

@@ -361,3 +361,23 @@ def test_fit_poolers_trains_a_mean_teacher_with_input_noise():
     assert len(h["hidden_idx"]) == np.round(0.5 * np.bincount(y)).sum()
     assert all(torch.isfinite(t).all() for t in runs[0.5].values())
     assert not torch.equal(runs[0.0][("a", "V.weight")], runs[0.5][("a", "V.weight")]), "the noise reaches the bags"
+
+
+def test_pooling_training_options_from_a_space_reach_the_pooler_training():
+    """The options are pooling parameters in a space; evaluate passes them to fit_poolers."""
+    from tests.tests_helpers import make_bags
+    from trainables.pipeline import TrialData, evaluate
+
+    X, mask, y, _ = make_bags(90, seed=2, n_inst=6, d=6)
+    data = TrialData(y=y, groups=np.array([f"P{i}" for i in range(len(y))]), class_names=("a", "b"),
+                     modalities=["img"], bags={"img": (X, mask)})
+
+    def proba(**opts):
+        (r,) = evaluate({"head": "logreg", "pooling": {"name": "attention", "attention": {"hidden_dim": 8, **opts}}},
+                        data, n_folds=3).values()
+        return r["proba"]
+
+    base = proba()
+    for opts in ({"epochs": 2}, {"grad_clip": 1e-3}, {"semi_supervised": "mean_teacher", "hidden_label_fraction": 0.5},
+                 {"init": "xavier"}, {"schedule": "cosine"}):
+        assert not np.allclose(proba(**opts), base), opts

@@ -83,6 +83,8 @@ def check_text_spec(spec, where: str) -> None:
     else:
         names = list(spec.categories) if isinstance(spec, Categorical) else [spec]
     for n in names:
+        if n == "none":  # no text features: lets a space compare with and without the text modality
+            continue
         TEXT_ENCODERS.check(n, f"{where}.name")
         if n == "transformer" and not (isinstance(spec, dict) and "transformer" in spec):
             fail("transformer needs its parameters: {'transformer': {'path': ...}}")
@@ -109,14 +111,16 @@ def precompute(space_text, texts: pd.DataFrame, progress: bool = True) -> dict |
     return {"transformer": params["path"]}
 
 
-def fold_text_features(spec, data, train: np.ndarray, seed: int) -> np.ndarray:
-    """(n, d) text features; a learned encoder is fitted on ``train`` only."""
+def fold_text_features(spec, data, train: np.ndarray, seed: int) -> np.ndarray | None:
+    """(n, d) text features (``None`` for the name ``"none"``); a learned encoder is fitted on ``train`` only."""
     from .registry import build
     from .text import TEXT_ENCODERS
 
     if data.texts is None:
         raise ValueError("the space asks for text but the cohort has no text columns")
     name, params, steps = _split(spec)
+    if name == "none":
+        return None
     memo = data.extra.setdefault("texts_joined", {})
     key = repr(steps)
     if key not in memo:
