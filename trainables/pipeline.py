@@ -173,12 +173,13 @@ def _features(config: dict, data: TrialData, arm_specs: dict, folds, seed: int, 
                 pres = np.concatenate([pres, np.ones((len(data.groups), 1), bool)], 1)
             if not vectors:
                 raise ValueError("this trial has no features: no image modality, tabular is 'none' and no text")
+            ctx = _instance_context(fusion, data, bags, text_spec)  # fusions that read slices and words themselves
             if hasattr(fusion, "fit"):  # learned fusions: fitted on the fold's training part only
                 if y_fit is None:
                     raise ValueError("learned fusions need one target; with several targets use fusion 'concat'")
                 fusion.fit({m: v[tr] for m, v in vectors.items()}, pres[tr], y_fit[tr], n_classes,
-                           class_weight=cw, seed=seed + f)
-            X = fusion.fuse(vectors, pres)
+                           class_weight=cw, seed=seed + f, **_rows(ctx, tr))
+            X = fusion.fuse(vectors, pres, **ctx)
             yield f, tr, te, arm, X, vectors, pres, fusion, poolers, bags
 
 
@@ -222,8 +223,9 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
             for frac in missing_eval:
                 pres_m = pres.copy()
                 pres_m[te[u < frac], k] = False
+                ctx = _instance_context(fusion, data, bags, config.get("text"), absent=(m, te[u < frac]))
                 Xm = fusion.fuse({q: np.where(pres_m[:, j:j + 1], v, 0) for j, (q, v) in enumerate(vectors.items())},
-                                 pres_m)
+                                 pres_m, **ctx)
                 out = missing.setdefault((arm, m, frac), np.zeros((len(data.y), n_classes)))
                 out[te] = predict_proba_full(model, Xm[te], n_classes)
     return {a: {"proba": proba[a], "metrics": compute_metrics(data.y, proba[a], data.class_names),
@@ -291,6 +293,41 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
             per_fold.append(fm)
         out[a] = {"proba": proba[a], "metrics": metrics, "fold_metrics": per_fold, "attention": {}, "missing": {}}
     return out
+
+
+def _instance_context(fusion, data: TrialData, bags: dict, text_spec, absent: tuple | None = None) -> dict:
+    """For a fusion with ``uses_instances``: the standardised instance bags {modality: (X, mask)} and the
+    samples' texts (joined and preprocessed with the space's text steps), for every sample. ``absent``
+    = (modality, rows) removes that modality for those rows (simulated missingness)."""
+    if not getattr(fusion, "uses_instances", False):
+        return {}
+    from .text_features import joined_texts
+
+    texts = None
+    if data.texts is not None:
+        steps = list(text_spec.get("steps", [])) if isinstance(text_spec, dict) else []
+        memo = data.extra.setdefault("texts_joined", {})
+        texts = memo.setdefault(repr(steps), joined_texts(data.texts, steps))
+    ctx_bags = dict(bags)
+    if absent is not None:
+        m, rows = absent
+        if m == "text" and texts is not None:
+            texts = list(texts)
+            for i in rows:
+                texts[i] = ""
+        elif m in ctx_bags:
+            X, mask = ctx_bags[m]
+            mask = mask.copy()
+            mask[rows] = False
+            ctx_bags[m] = (X, mask)
+    return {"bags": ctx_bags, "texts": texts}
+
+
+def _rows(ctx: dict, rows: np.ndarray) -> dict:
+    if not ctx:
+        return {}
+    return {"bags": {m: (X[rows], mask[rows]) for m, (X, mask) in ctx["bags"].items()},
+            "texts": None if ctx["texts"] is None else [ctx["texts"][i] for i in rows]}
 
 
 def _rsna_names(names: list[str], classes: dict) -> list[str]:
