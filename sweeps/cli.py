@@ -56,6 +56,13 @@ def _list(a) -> int:
     for kind, table in tables.items():
         print(f"{kind}s: {', '.join(sorted(table))}")
     print(f"preprocessing steps ('+'-joined): {', '.join(sorted([*SLICE_STEPS, *TENSOR_STEPS, 'resize']))}")
+    from trainables.tabular import TABULAR
+    from trainables.text import TEXT_ENCODERS, TEXT_STEPS
+    from trainables.training import TRAIN_OPTION_NAMES
+
+    print(f"tabular: {', '.join(sorted(TABULAR))}")
+    print(f"text encoders: {', '.join(sorted(TEXT_ENCODERS))} (or none); text steps: {', '.join(sorted(TEXT_STEPS))}")
+    print(f"training options (pooling params; 'train' when fine-tuning): {', '.join(sorted(TRAIN_OPTION_NAMES))}")
     return 0
 
 
