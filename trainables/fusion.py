@@ -21,12 +21,10 @@ Missing modalities (``missing`` on the fusions below; ``concat`` keeps its zero 
 with that probability (never all of a sample's modalities), so the fusion learns to cope with
 missing inputs.
 
-Not here: cross-attention between image instances and report tokens. It would need the inputs
-before pooling and text encoding (per image modality the standardised instance bag (B, N, D) with
-its mask (B, N), and per text column the token states (B, T, D_t) with the attention mask (B, T)),
-and would replace the pooling and the text pooling of the trial rather than follow them; through
-this contract (one vector per modality) it cannot be built honestly. ``gated`` is the learned
-interaction offered instead.
+Cross-attention between image instances and report tokens is ``cross_attention``
+(``trainables/cross_attention.py``): it reads the instance bags and the texts themselves (a fusion
+with ``uses_instances = True`` gets them from the pipeline), so it replaces the pooling rather than
+following it.
 """
 
 from __future__ import annotations
@@ -438,3 +436,6 @@ class PerModalityEnsembleFusion:
             if key in self.train_outputs_:
                 out[i] = self.train_outputs_[key]
         return out
+
+
+from . import cross_attention  # noqa: E402,F401  (registers the "cross_attention" fusion)
