@@ -73,7 +73,9 @@ def _options(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--option {pair!r}: expected key=value")
+            from .spec import SpecError
+
+            raise SpecError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option uncertainty=ones")
         k, v = pair.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -188,13 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(a, "storage", None):
         os.environ["SWEEPS_RUNS"] = str(os.path.abspath(a.storage))
     from trainables.data.cohort import CohortError
-    from trainables.registry import UnknownComponentError
+    from trainables.registry import ComponentArgumentError, UnknownComponentError
 
     from .runner import ResourceError
     from .spec import SpecError
 
     try:
         return a.fn(a)
-    except (SpecError, ResourceError, UnknownComponentError, CohortError, FileNotFoundError, FileExistsError) as exc:
+    except (SpecError, ResourceError, UnknownComponentError, ComponentArgumentError, CohortError, FileNotFoundError,
+            FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -157,17 +157,16 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
     s = cohort.samples
     tab = s[cohort.tabular].reset_index(drop=True) if cohort.tabular else None
     texts = s[cohort.text].fillna("").astype(str).reset_index(drop=True) if cohort.text else None
-    text_cache = None
-    if "text" in spec.space and texts is not None:
+    if "text" in spec.space and texts is not None:  # the frozen transformer runs here once; trials read its cache
         from trainables.text_features import precompute
 
-        text_cache = precompute(spec.space["text"], texts, progress=progress)
+        precompute(spec.space["text"], texts)
     handle = DataHandle(
         sample_ids=s["sample_id"].tolist(), y=cohort.labels(target.name) if Y is None else Y[:, 0],
         groups=s["patient_id"].to_numpy(),
         class_names=target.classes, modalities=cohort.modalities if spec.embeddings() else [], tabular=tab,
         entries=entries, metric=spec.metric, mode=spec.mode, folds=spec.folds, seed=spec.seed, arms=spec.compare,
-        texts=texts, text_cache=text_cache, Y=Y,
+        texts=texts, Y=Y,
         targets=[(t, cohort.target(t).classes) for t in names] if Y is not None else None,
         instances=cohort.instances[["sample_id", "modality", "order", "path", "frame"]] if finetune else None,
     )

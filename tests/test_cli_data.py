@@ -32,12 +32,20 @@ def test_inspect_real_rsna_labels_counts_masked_blanks(capsys):
 
 
 def test_inspect_a_space_name_uses_its_cohort_and_a_missing_root_is_a_clear_error(capsys):
-    assert main(["data", "inspect", "covid_cxr"]) == 2
+    assert main(["data", "inspect", "knee_clinical"]) == 2  # a space name (not a cohort): its cohort, knee
     err = capsys.readouterr().err
-    assert "needs its data" in err and "--data" in err
+    assert "cohort 'knee' needs its data" in err and "--data" in err
 
 
 def test_real_covid_images_decode_and_patients_group(capsys):
     assert main(["data", "inspect", "covid_cxr", "--data", str(_need("covid-cxr")), "--json", "--check-images"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["samples"] == 162 and info["patients"] == 85 and info["quarantine"] == []
+
+
+def test_a_bad_adapter_option_is_a_clear_error_naming_it(capsys, tmp_path):
+    assert main(["data", "inspect", "knee", "--data", str(tmp_path), "--option", "uncertainty=ones"]) == 2
+    err = capsys.readouterr().err
+    assert "cohort 'knee'" in err and "uncertainty" in err
+    assert main(["data", "inspect", "knee", "--option", "uncertainty"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """Attention pooling must learn to pick out the one informative instance of a bag, which average
 pooling cannot see and an untrained attention does not find."""
 
-import numpy as np
 import torch
 
 from trainables.heads import HEADS, fit_head, predict_proba_full

@@ -34,9 +34,6 @@ from .splits import grouped_folds
 from .tabular import TABULAR, normalise as tabular_spec
 from .training import TRAIN_OPTION_NAMES
 
-# pooling params that are pooler training options (fit_poolers keywords), not constructor arguments
-POOL_TRAINING = TRAIN_OPTION_NAMES
-
 
 @dataclass
 class TrialData:
@@ -130,7 +127,7 @@ def _arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tup
         else:
             spec_arm = pool_spec
         name, params = split_spec(spec_arm, "pooling")
-        train_opts = {k: params.pop(k) for k in list(params) if k in POOL_TRAINING}
+        train_opts = {k: params.pop(k) for k in list(params) if k in TRAIN_OPTION_NAMES}  # training options, not constructor args
         out[arm if arm is not None else name] = (name, params, train_opts)
     return out
 

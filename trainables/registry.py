@@ -45,6 +45,10 @@ class Registry(dict):
         return name
 
 
+class ComponentArgumentError(TypeError):
+    """A component built with an argument it does not take (or without one it needs); names both."""
+
+
 def split_spec(value: Any, where: str = "") -> tuple[str, dict[str, Any]]:
     """``"attention"`` or ``{"name": "attention", "attention": {...}}`` -> (name, params)."""
     if isinstance(value, str):
@@ -65,4 +69,4 @@ def build(table: Registry, value: Any, where: str = "", **fixed: Any) -> Any:
     try:
         return table[name](**params, **fixed)
     except TypeError as exc:
-        raise TypeError(f"{table.kind} {name!r} (at {where or table.kind}): {exc}") from None
+        raise ComponentArgumentError(f"{table.kind} {name!r} (at {where or table.kind}): {exc}") from None

@@ -98,17 +98,15 @@ def joined_texts(texts: pd.DataFrame, steps: list) -> list[str]:
     return preprocess_texts(rows, steps)
 
 
-def precompute(space_text, texts: pd.DataFrame, progress: bool = True) -> dict | None:
+def precompute(space_text, texts: pd.DataFrame) -> None:
     """Embed every text once with the frozen transformer the space names (cached on disk), so that
     trials only read the cache."""
     if not isinstance(space_text, dict) or "transformer" not in space_text:
-        return None
+        return
     from .text import TEXT_ENCODERS
 
     params = _resolve_path(space_text["transformer"])
-    enc = TEXT_ENCODERS["transformer"](**params)
-    enc.transform(joined_texts(texts, list(space_text.get("steps", []))))
-    return {"transformer": params["path"]}
+    TEXT_ENCODERS["transformer"](**params).transform(joined_texts(texts, list(space_text.get("steps", []))))
 
 
 def fold_text_features(spec, data, train: np.ndarray, seed: int) -> np.ndarray | None:

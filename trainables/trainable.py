@@ -39,7 +39,6 @@ class DataHandle:
     texts: pd.DataFrame | None = None  # raw text columns, "" where empty
     Y: np.ndarray | None = None  # (n, T) class index per target, -1 masked: a multi-target sweep
     targets: list[tuple[str, tuple[str, ...]]] | None = None
-    text_cache: dict[str, str] | None = None  # frozen text-encoder key -> cached (n, d) .npy of embeddings
     instances: pd.DataFrame | None = None  # finetune sweeps: image rows (sample_id, modality, order, path, frame)
 
 
@@ -69,8 +68,8 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
         key = f"no-images|{hk}"
         if key not in _MEMO:
             _MEMO.clear()
-            _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, [], {}, handle.tabular, handle.texts,
-                                   extra={"text_cache": handle.text_cache or {}}, Y=handle.Y, targets=handle.targets)
+            _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, [], {}, handle.tabular, handle.texts, Y=handle.Y,
+                                   targets=handle.targets)
         return _MEMO[key]
     k = f"{encoder}|{preprocessing}"
     if k not in handle.entries:
@@ -84,8 +83,7 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
         bags = build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
         _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat
         _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular,
-                                handle.texts, extra={"text_cache": handle.text_cache or {}}, Y=handle.Y,
-                                targets=handle.targets)
+                                handle.texts, Y=handle.Y, targets=handle.targets)
     return _MEMO[key]
 
 

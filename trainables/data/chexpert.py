@@ -46,8 +46,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -56,6 +54,7 @@ import pandas as pd
 from PIL import Image
 
 from .cohort import Cohort, CohortError, Target
+from .files import atomic_dir
 
 __all__ = ["PATHOLOGIES", "load", "standin", "probe_image", "check_instances"]
 
@@ -376,18 +375,9 @@ def standin(out, *, n_patients: int = 15, seed: int = 0, image_format: str = "jp
     """
     if image_format not in ("jpg", "dcm"):
         raise ValueError(f"image_format={image_format!r}: valid formats are 'jpg' and 'dcm'")
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; remove it or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         _write_standin(tmp, np.random.default_rng(seed), n_patients, image_format)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _write_standin(root: Path, rng: np.random.Generator, n_patients: int, image_format: str) -> None:

@@ -50,9 +50,7 @@ import gzip
 import io
 import logging
 import os
-import shutil
 import tarfile
-import tempfile
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
@@ -65,6 +63,7 @@ from PIL import Image
 
 from .chexpert import check_instances
 from .cohort import Cohort, CohortError, Target
+from .files import atomic_dir
 
 __all__ = ["SECTIONS", "CLASSES", "load", "standin"]
 
@@ -348,19 +347,10 @@ def standin(out, *, n: int = 20, seed: int = 0, layout: str = "xml") -> Path:
     """
     if layout not in ("xml", "csv"):
         raise ValueError(f"layout={layout!r}: valid layouts are 'xml' and 'csv'")
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; remove it or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         records = _standin_records(np.random.default_rng(seed), n)
         (_write_xml_layout if layout == "xml" else _write_csv_layout)(tmp, records, np.random.default_rng(seed + 1))
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _standin_records(rng: np.random.Generator, n: int) -> list[dict]:

@@ -31,16 +31,14 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .cohort import Cohort, CohortError, Target
+from .files import atomic_dir
 from .images import ImageReadError, order_series, read_slice
 
 __all__ = ["load", "load_config", "unreadable", "atomic_dir", "did_you_mean", "as_text", "MAX_PROBLEMS"]
@@ -196,23 +194,6 @@ def _verdict(path: str) -> str | None:
         except ImageReadError as exc:
             _VERDICTS[key] = exc.reason
     return _VERDICTS[key]
-
-
-@contextmanager
-def atomic_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``, renamed to ``out`` when the block ends without error
-    and removed otherwise: a half-written folder is never seen at ``out``. ``out`` must not exist."""
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; remove it or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def did_you_mean(word: str, options: Sequence[str]) -> str:

@@ -42,8 +42,6 @@ import difflib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -51,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from .cohort import MASKED, Cohort, CohortError, Target
+from .files import atomic_dir
 from .images import ImageReadError, order_series
 
 log = logging.getLogger("sweeps.data.rsna")
@@ -386,15 +385,9 @@ def standin(out: str | Path, *, n_studies: int = 12, seed: int = 0, labels_csv: 
     else:
         labels, series = _made_up_tables(rng, n_studies)
     series = _with_two_stir(rng, labels, series)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         truth = _write_standin(tmp, rng, labels, series)
         (tmp / "truth.json").write_text(json.dumps(truth, indent=1))
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -27,8 +27,6 @@ seen; ``COMPLETE`` marks a finished one.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,19 +66,12 @@ def ensure(out: Path | None = None, seed: int = 0, n_patients: int = 300) -> Pat
 def generate(out: Path, seed: int = 0, n_patients: int = 300, size: int = 64) -> Path:
     import pydicom  # noqa: F401  (fail early with ImportError if missing)
 
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; remove it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    from .files import atomic_dir
+
+    with atomic_dir(out) as tmp:
         _write(tmp, seed, n_patients, size)
         (tmp / "COMPLETE").write_text(f"synthetic v{VERSION} seed={seed} n_patients={n_patients}\n")
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _severity(rng: np.random.Generator) -> int:
