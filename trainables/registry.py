@@ -8,15 +8,80 @@ give every candidate its own parameters without nesting one ``tune.choice`` insi
 
 from __future__ import annotations
 
-import difflib
+import math
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .lookup import UnknownNameError, check as check_name
 
-class UnknownComponentError(KeyError):
+
+class UnknownComponentError(UnknownNameError):
     """An unknown component name; the message lists the valid names and a did-you-mean."""
 
-    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
-        return str(self.args[0])
+
+class ParamValueError(ValueError):
+    """A component parameter given a value it does not take; names the field, the value and what is allowed."""
+
+
+REQUIRED = object()  # a Param default meaning "the space must give it"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared hyperparameter of a component: its type, allowed values or range, default, meaning.
+
+    Validation as data (scikit-learn's ``_parameter_constraints`` is the model): the space check calls
+    :meth:`check` on every constant value and every ``tune.choice`` category before anything slow
+    starts, and ``python -m sweeps list`` prints :meth:`describe`.
+    """
+
+    type: type | tuple[type, ...]  # int, float, bool, str (an int is accepted where a float is declared)
+    default: Any = REQUIRED
+    choices: tuple[Any, ...] | None = None  # allowed values (strings compared case-insensitively)
+    low: float | None = None  # inclusive bounds for numbers
+    high: float | None = None
+    doc: str = ""
+    nullable: bool = False  # None allowed
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            text = ", ".join(str(c) for c in self.choices)
+        else:
+            names = [t.__name__ for t in (self.type if isinstance(self.type, tuple) else (self.type,))]
+            text = "/".join(names)
+            if self.low is not None or self.high is not None:
+                lo = "-inf" if self.low is None else f"{self.low:g}"
+                hi = "inf" if self.high is None else f"{self.high:g}"
+                text += f" in [{lo}, {hi}]"
+        return text + (" or None" if self.nullable else "")
+
+    def describe(self, name: str) -> str:
+        default = "required" if self.default is REQUIRED else repr(self.default)
+        doc = f": {self.doc}" if self.doc else ""
+        return f"{name}={self.allowed()} (default {default}){doc}"
+
+    def check(self, value: Any, field: str, where: str = "") -> None:
+        """Raise :class:`ParamValueError` naming the ``field`` (``fusion.missing``), the value, ``where``
+        (``myspace.fusion``) and the allowed values."""
+        if value is None and self.nullable:
+            return
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        ok = isinstance(value, types)
+        if float in types and isinstance(value, int):
+            ok = True
+        if bool not in types and isinstance(value, bool):
+            ok = False  # True is an int to Python, not to a space
+        if int in types and float not in types and isinstance(value, float) and value.is_integer():
+            ok = True  # 64.0 from a sampler is 64
+        if ok and self.choices is not None:
+            norm = (lambda v: v.lower() if isinstance(v, str) else v)
+            ok = norm(value) in {norm(c) for c in self.choices}
+        if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isnan(value) or (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+                ok = False
+        if not ok:
+            at = f" (at {where})" if where else ""
+            raise ParamValueError(f"{field}={value!r}{at}: allowed {self.allowed()}")
 
 
 class Registry(dict):
@@ -25,24 +90,38 @@ class Registry(dict):
     def __init__(self, kind: str, entries: Mapping[str, Callable[..., Any]] | None = None):
         super().__init__(entries or {})
         self.kind = kind
+        self.params: dict[str, dict[str, Param]] = {}  # name -> declared hyperparameters
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str, params: Mapping[str, Param] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: add ``factory`` under ``name`` with its declared ``params`` (validation as data)."""
+
         def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self[name] = factory
+            self.params[name] = dict(params or {})
             return factory
 
         return deco
 
     def check(self, name: str, where: str = "") -> str:
-        if not isinstance(name, str) or name not in self:
-            valid = sorted(self)
-            close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            at = f" (at {where})" if where else ""
-            raise UnknownComponentError(f"unknown {self.kind} {name!r}{at}.{hint} Valid {self.kind} names: {', '.join(valid)}")
-        return name
+        if not isinstance(name, str):
+            name = repr(name)  # unhashable values (a dict) cannot be names
+        return check_name(self.kind, name, self, where, error=UnknownComponentError)
+
+    def check_params(self, name: str, params: Mapping[str, Any], where: str = "") -> None:
+        """Check parameter names and constant values of component ``name`` against its declaration.
+
+        A component registered without a declaration is not checked here (its constructor still is).
+        Values that are not plain constants (a Tune domain) are the caller's to expand.
+        """
+        declared = self.params.get(name)
+        if not declared:
+            return
+        at = where or self.kind
+        for key, value in params.items():
+            check_name(f"{self.kind} {name!r} parameter", key, declared, at, error=ParamValueError)
+            declared[key].check(value, f"{self.kind}.{key}", at)
 
 
 class ComponentArgumentError(TypeError):
