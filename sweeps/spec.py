@@ -100,7 +100,7 @@ class SweepSpec:
         if "encoder" in self.space and "pooling" not in self.space and not self.compare.get("pooling"):
             raise SpecError(f"space {self.name!r}: field 'pooling' is required with an encoder")
         if self.reference:
-            from .reference import ReferenceError, load
+            from .report.reference import ReferenceError, load
 
             try:
                 load(Path(self.reference))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from sweeps.posthoc import nested_ensembles, rank
-from sweeps.report import _fast, build_report, paired_bootstrap, patient_bootstrap
-from test_report import _section, cohort, config, make_run, noisy_proba
+from sweeps.report import build_report
+from sweeps.report.sections.posthoc import nested_ensembles, rank
+from sweeps.report.stats import paired_bootstrap, patient_bootstrap, score
+from test_report import cohort, config, make_run, noisy_proba, section_text
 from trainables.splits import grouped_folds
 
 
@@ -24,7 +25,7 @@ def test_stacking_on_label_shuffled_predictions_scores_at_chance_where_a_leaky_o
         res = nested_ensembles(y, groups, noise, "auc_macro", "max", k=5)
         lo, hi = _auc_ci(y, res.proba["stacking"], groups)
         lows.append(lo)
-        points.append(_fast("auc_macro", y, res.proba["stacking"]))
+        points.append(score("auc_macro", y, res.proba["stacking"]))
         # the same ensemble built the leaky way: members and meta-learner chosen on every sample, scored on them
         top = rank(y, noise, np.arange(len(y)), "auc_macro", "max")[:5]
         X = np.hstack([noise[n] for n in top])
@@ -58,7 +59,7 @@ def test_a_trial_perfect_on_one_outer_fold_is_never_chosen_when_that_fold_is_sco
     assert "cheater" not in res.selected[scored], "chosen with the very fold it is scored on"
     others = [s for f, s in enumerate(res.selected) if f != scored]
     assert all(s[0] == "cheater" for s in others), "seen in training, its perfect fold makes it the top pick"
-    assert _fast("f1_macro", y[te], res.proba["best_member"][te]) < 0.8, "the scored fold is not predicted perfectly"
+    assert score("f1_macro", y[te], res.proba["best_member"][te]) < 0.8, "the scored fold is not predicted perfectly"
 
 
 def test_paired_bootstrap_of_identical_predictions_is_exactly_zero():
@@ -71,12 +72,12 @@ def test_the_report_section_uses_k_and_states_the_remaining_caveat(tmp_path):
     y, groups = cohort()
     trials = [{"id": f"t{i}", "config": config(pca_dim=i), "proba": {"mean": noisy_proba(y, 1.0, i)}} for i in range(4)]
     run = make_run(tmp_path, y, groups, trials, compare=None)
-    sec = _section(build_report(run, k=3), "Post-hoc ensembles")
+    sec = section_text(build_report(run, k=3), "Post-hoc ensembles")
     assert "top k = 3" in sec and "(k asked" not in sec
     assert "hyperparameters were themselves chosen by a search" in sec
     assert "| stacking (logistic-regression meta-learner) | 3 |" in sec
     assert "− best single trial | " in sec
-    assert "(k asked: 5)" in _section(build_report(run, k=5), "Post-hoc ensembles"), "only 4 candidates"
+    assert "(k asked: 5)" in section_text(build_report(run, k=5), "Post-hoc ensembles"), "only 4 candidates"
 
 
 def test_a_configuration_proposed_twice_is_one_candidate(tmp_path):

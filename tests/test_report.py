@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeps import plots
-from sweeps.report import build_report, write_report
+from sweeps.report import build_report, plots, write_report
 from tests.conftest import shared_data
 from trainables.metrics import compute_metrics
 
@@ -80,7 +79,7 @@ def paired_trials(y, n: int, seed: int = 0) -> list[dict]:
             for i in range(n)]
 
 
-def _section(text: str, title: str) -> str:
+def section_text(text: str, title: str) -> str:
     assert f"## {title}" in text, f"no section {title!r}"
     return text.split(f"## {title}")[1].split("\n## ")[0]
 
@@ -91,19 +90,19 @@ def _strip_time(text: str) -> str:
 
 # -- statistics -------------------------------------------------------------------------------
 def test_bootstrap_metrics_equal_the_metrics_of_the_explicit_patient_resample():
-    from sweeps.report import _resample_weights, _weighted
+    from sweeps.report.stats import resample_weights, weighted_scores
 
     y, groups = cohort(80, 3)
     proba = noisy_proba(y, 0.8, 1)
     proba[:, 1] = np.round(proba[:, 1], 1)  # ties in the scores
     _, inv = np.unique(groups, return_inverse=True)
-    W = next(_resample_weights(groups, 30, 0))
+    W = next(resample_weights(groups, 30, 0))
     for w in W:
         assert all(len(set(w[inv == p])) == 1 for p in range(inv.max() + 1)), "a patient's samples go together"
         idx = np.repeat(np.arange(len(y)), w.astype(int))
         ref = compute_metrics(y[idx], proba[idx], CLASSES)
         for m in ("accuracy", "f1_macro", "auc_macro", "balanced_accuracy"):
-            assert abs(_weighted(m, y, proba, w[None])[0] - ref[m]) < 1e-12, m
+            assert abs(weighted_scores(m, y, proba, w[None])[0] - ref[m]) < 1e-12, m
 
 
 def test_per_class_recall_is_reported_in_class_order(tmp_path):
@@ -126,13 +125,13 @@ def test_repeated_seeds_are_grouped_into_mean_and_sd_next_to_each_configuration(
                            "proba": {"mean": noisy_proba(y, 1.0, r)}, "metrics": {"mean": {"f1_macro": score}}})
     run = make_run(tmp_path, y, groups, trials, compare=None)
     text = build_report(run)
-    top = _section(text, "Top configurations")
+    top = section_text(text, "Top configurations")
     assert "over seeds: mean ± SD (n)" in top
     assert "0.620 ± 0.020 (n=3)" in top and "0.600 ± 0.100 (n=3)" in top
     lines = [ln for ln in top.splitlines() if ln.startswith("| 1 ") or ln.startswith("| 2 ") or ln.startswith("| 3 ")]
     assert len(lines) == 2, "each configuration once, not once per seed"
     assert "head=logreg" in lines[0], "ranked by the mean over seeds, not the best seed"
-    by_head = _section(text, "By head")
+    by_head = section_text(text, "By head")
     assert "seeds 0.620 ± 0.020 (n=3)" in by_head and "seeds 0.600 ± 0.100 (n=3)" in by_head
     assert "Repeated seeds" in text
 
@@ -160,7 +159,7 @@ def test_ensemble_heads_are_compared_with_their_best_matched_member(tmp_path):
     trials.append({"id": "lonely", "config": config(stack, pca_dim=64), "proba": {"mean": p},  # no member at pca 64
                    "metrics": {"mean": {"f1_macro": 0.9}}})
     text = build_report(make_run(tmp_path, y, groups, trials, compare=None))
-    sec = _section(text, "Ensemble heads vs their best member")
+    sec = section_text(text, "Ensemble heads vs their best member")
     row = next(ln for ln in sec.splitlines() if ln.startswith("| `stacking(logreg+svc)`"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # differences vs the best member (not lightgbm): 0.70-0.65, 0.62-0.61, 0.50-0.58
@@ -205,7 +204,7 @@ def test_attention_weights_are_plotted_for_two_severe_and_two_other_samples(tmp_
     monkeypatch.setattr(plots, "attention", spy)
     out = write_report(run, tmp_path / "out")
     text = out.read_text()
-    assert "](attention.png)" in _section(text, "Attention over slices")
+    assert "](attention.png)" in section_text(text, "Attention over slices")
     assert (tmp_path / "out" / "attention.png").stat().st_size > 1000
     assert "trial t01" in seen["title"]
     other_classes = {y[int(title.split()[1].rstrip(":"))] for title, _ in seen["panels"][2:]}
@@ -241,7 +240,7 @@ def test_reference_comparison_sets_the_seed_results_beside_ours_with_caveats(tmp
     trials.append({"id": "bx", "config": config({"name": "bagging", "bagging": {"base": "xgboost"}}),
                    "proba": {"mean": noisy_proba(y, 1.0, 9), "attention": noisy_proba(y, 1.5, 10)}})
     run = make_run(tmp_path, y, groups, trials, reference=str(ref))
-    sec = _section(build_report(run), "Reference comparison")
+    sec = section_text(build_report(run), "Reference comparison")
     lines = sec.splitlines()
     svc = lines.index(next(ln for ln in lines if ln.startswith("| `SVC`")))
     assert "best of 12 by macro-F1 | 12 | 0.909 | 0.642 | 0.636 |" in lines[svc], "their best SVC row (90.94%, 64.20%, 63.60%)"
@@ -264,13 +263,13 @@ def test_a_generic_reference_table_and_the_argument_override(tmp_path):
     ref.write_text("head,pooling,accuracy,f1_macro,auc_macro\nlogreg,mean,0.8,0.55,0.7\nlogreg,attention,0.85,0.6,\n")
     run = make_run(tmp_path, y, groups, paired_trials(y, 4))
     assert "Reference comparison" not in build_report(run)
-    sec = _section(build_report(run, reference=ref), "Reference comparison")
+    sec = section_text(build_report(run, reference=ref), "Reference comparison")
     assert "| `logreg` | theirs: best of 2 by macro-F1 | 2 | 0.850 | 0.600 | n/a |" in sec
     assert "ours: `logreg`, best (trial t00)" in sec
 
 
 def test_a_bad_reference_is_named_with_file_line_and_column(tmp_path):
-    from sweeps.reference import ReferenceError
+    from sweeps.report.reference import ReferenceError
 
     y, groups = cohort()
     run = make_run(tmp_path, y, groups, paired_trials(y, 2))
@@ -281,6 +280,19 @@ def test_a_bad_reference_is_named_with_file_line_and_column(tmp_path):
     with pytest.raises(ReferenceError, match=r"bad.csv, line 3, column 'accuracy': 'high'"):
         build_report(run, reference=bad)
 
+
+
+def test_the_space_check_rejects_a_bad_reference_before_the_run(tmp_path):
+    from sweeps.spec import SpecError, SweepSpec
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("head,accuracy\nsvc,high\n")
+    space = {"encoder": "resnet18", "pooling": "mean", "head": "logreg"}
+    with pytest.raises(SpecError, match=r"space 'x': reference: reference file .*bad.csv, line 2, column 'accuracy'"):
+        SweepSpec(name="x", space=space, reference=str(bad)).validate()
+    ok = tmp_path / "ok.csv"
+    ok.write_text("head,accuracy\nsvc,0.8\n")
+    SweepSpec(name="x", space=space, reference=str(ok)).validate()
 
 # -- HTML and regeneration --------------------------------------------------------------------
 def test_html_report_renders_the_tables_and_links_the_plots(tmp_path):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from sweeps.report import build_report
-from tests.test_report import _section, config, make_run, noisy_proba
+from tests.test_report import config, make_run, noisy_proba, section_text
 
 
 def _binary(y, signal, seed):
@@ -31,7 +31,7 @@ def test_per_target_table_scores_each_target_on_its_labelled_samples(tmp_path):
     ck = run / "trial_t1" / "checkpoint_000000"
     np.savez_compressed(ck / "oof.npz", mean=good.astype(np.float32), **{"mean__t__effusion": good, "mean__t__edema": noise})
     text = build_report(run)
-    sec = _section(text, "Per target")
+    sec = section_text(text, "Per target")
     rows = {ln.split("|")[1].strip(): ln for ln in sec.splitlines() if ln.startswith("| `")}
     assert set(rows) == {"`effusion`", "`edema`"}
     assert "| 80 |" in rows["`edema`"] and "| 120 |" in rows["`effusion`"]
@@ -51,7 +51,7 @@ def test_missingness_table_lists_each_fusion_strategy_by_fraction(tmp_path):
         trials.append({"id": f"t{i}", "config": config(fusion=fusion), "proba": {"mean": noisy_proba(y, 2.0, i)},
                        "metrics": {"mean": metrics}})
     text = build_report(make_run(tmp_path, y, groups, trials, compare=None))
-    sec = _section(text, "Simulated missing modalities")
+    sec = section_text(text, "Simulated missing modalities")
     assert "| 0% removed | 50% removed | 100% removed |" in sec
     assert "cnn (missing=neutral)" in sec and "concat / mean" in sec
     cnn_row = next(ln for ln in sec.splitlines() if ln.startswith("| cnn"))
@@ -64,3 +64,25 @@ def test_no_missingness_no_section(tmp_path):
     text = build_report(make_run(tmp_path, y, groups, [{"id": "a", "config": config(), "proba": {"mean": noisy_proba(y, 1, 0)}}],
                                  compare=None))
     assert "## Simulated missing modalities" not in text and "## Per target" not in text
+
+
+# -- the package's shape: every section module is listed once, with the one signature ---------------
+def test_every_section_module_is_in_the_ordered_list_with_the_one_signature():
+    import ast
+    import importlib
+    import inspect
+    import pkgutil
+
+    from sweeps import report
+    from sweeps.report import sections
+
+    names = sorted(m.name for m in pkgutil.iter_modules(sections.__path__))
+    listed = [f.__module__.rsplit(".", 1)[1] for f in report.SECTIONS]
+    assert sorted(listed) == names, "a section module missing from SECTIONS, or listed twice"
+    for name in names:
+        mod = importlib.import_module(f"sweeps.report.sections.{name}")
+        assert list(inspect.signature(mod.section).parameters) == ["view", "options"], name
+        for node in ast.walk(ast.parse(inspect.getsource(mod))):  # imports flow down: leaves only
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 2 and node.module in ("fmt", "plots", "reference", "run", "stats"), \
+                    f"sections/{name}.py imports {'.' * node.level}{node.module or ''}: only the report's leaves"

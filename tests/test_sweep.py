@@ -104,7 +104,7 @@ def test_no_dicom_header_identity_reaches_any_output_file(quickstart_run, small_
 
 
 def test_a_report_that_fails_midway_leaves_nothing_half_written(quickstart_run, tmp_path, monkeypatch):
-    from sweeps import plots
+    from sweeps.report import plots
     from sweeps.report import write_report
 
     def boom(*a, **k):

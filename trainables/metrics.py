@@ -1,4 +1,4 @@
-"""Metrics from out-of-fold predictions, and patient-level bootstrap confidence intervals.
+"""Metrics from out-of-fold predictions (their confidence intervals: ``sweeps.report.stats``).
 
 ``compute_metrics(y_true, proba, class_names)`` returns a flat dict with fixed names: ``accuracy``,
 ``f1_macro``, ``auc_macro`` (one-vs-rest, macro over the classes present), ``balanced_accuracy``
@@ -43,43 +43,3 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str
         out[f"recall_{name}"] = float(r)
     return out
 
-
-def bootstrap_ci(
-    y_true: np.ndarray,
-    proba: np.ndarray,
-    groups: np.ndarray,
-    metric: str,
-    class_names,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``metric``, resampling patients (all of a patient's samples together)."""
-    rng = np.random.default_rng(seed)
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
-    vals = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniq), len(uniq))
-        idx = np.concatenate([members[k] for k in pick])
-        v = compute_metrics(y_true[idx], proba[idx], class_names)[metric] if metric.startswith("recall_") else _one(
-            metric, y_true[idx], proba[idx], len(class_names))
-        if np.isfinite(v):
-            vals.append(v)
-    if not vals:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
-
-
-def _one(metric: str, y: np.ndarray, proba: np.ndarray, k: int) -> float:
-    pred = proba.argmax(1)
-    if metric == "accuracy":
-        return float((pred == y).mean())
-    if metric == "f1_macro":
-        return float(f1_score(y, pred, labels=np.arange(k), average="macro", zero_division=0))
-    if metric == "balanced_accuracy":
-        return float(balanced_accuracy_score(y, pred))
-    if metric == "auc_macro":
-        return auc_macro(y, proba)
-    raise KeyError(f"unknown metric {metric!r}; metrics: {', '.join(METRICS)}")

@@ -1,11 +1,13 @@
-"""Published numbers beside ours: the report's "Reference comparison" section.
+"""Reference files: published numbers to set beside ours (the "Reference comparison" section is
+``sections/reference_comparison.py``; the space check imports ``load`` to reject a bad file before a run).
 
 A reference is a CSV of someone else's results, one row per configuration. Two layouts are read:
 the lumbar seed project's ``model_results.csv`` (percent strings, its own column and model names,
 mapped to ours below, with the caveats its notebooks call for), and a generic one whose columns use
 our names (``accuracy``, ``f1_macro``, ``auc_macro``, and optionally ``head`` and ``pooling``).
-For each comparable group (per classifier, per pooling) the section sets their best row beside our
-best configuration with its 95% CI, and states plainly why the numbers are not like for like.
+Each layout carries the caveats the section states plainly: why the numbers are not like for like.
+
+A leaf: imports nothing from the report package.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from .report import SHOWN, RunView, _ci, _dim_value, _f, _head_label, _label, _table
 
 
 class ReferenceError(ValueError):
@@ -114,60 +114,3 @@ def load(path: Path) -> tuple[Layout, pd.DataFrame]:
         if col in raw.columns:
             table[kind] = raw[col].str.strip()
     return layout, table
-
-
-def _ours_key(r, kind: str) -> str:
-    """Our name of a row's pooling or head (``bagging(xgboost)`` for an ensemble: its members matter)."""
-    from trainables.heads import ENSEMBLES
-
-    if kind == "pooling":
-        return r.arm
-    name = _dim_value(r.config, "head")
-    return _head_label(r.config["head"]) if name in ENSEMBLES else name
-
-
-def section(v: RunView, path: Path) -> list[str]:
-    """The "Reference comparison" section: per classifier and per pooling, their best row beside our
-    best configuration (with its 95% CI), then the caveats."""
-    layout, ref = load(path)
-    metric = v.metric
-    c = v.meta["cohort"]
-    theirs_by = metric if metric in SHOWN and ref[metric].notna().any() else next(m for m in SHOWN if ref[m].notna().any())
-    L = ["## Reference comparison", ""]
-    L.append(f"Published numbers from `{path.name}` ({layout.name}, {len(ref)} configurations) beside ours. For each "
-             f"group: their best row by their {_label(theirs_by)}, and our best configuration by {_label(metric)} "
-             f"with 95% patient-bootstrap CIs (n = {len(v.y)} samples). Read the caveats below before the numbers.")
-    L.append("")
-    hdr = ["group", "source", "results"] + [_label(m) for m in SHOWN]
-    for kind in ("classifier", "pooling"):
-        if kind not in ref.columns:
-            continue
-        table = []
-        for value in sorted(ref[kind].unique()):
-            part = ref[ref[kind] == value]
-            best = part.loc[part[theirs_by].fillna(-np.inf).idxmax()]  # accuracy, F1, AUC: higher is better
-            table.append([f"`{value}`", f"theirs: best of {len(part)} by {_label(theirs_by)}", len(part)]
-                         + [_f(best[m]) for m in SHOWN])
-            names = layout.ours.get(kind, {}).get(value, (value,))
-            ours = [r for r in v.rows if _ours_key(r, kind) in names]
-            label = "ours: " + ("/".join(f"`{n}`" for n in names) if names else "no counterpart")
-            if ours:
-                b = v.best(ours)
-                ci = v.ci_of(b)
-                table.append(["", f"{label}, best (trial {b.trial})", len(ours)] + [_ci(b.metrics[m], ci[m]) for m in SHOWN])
-            else:
-                table.append(["", label + (", not run in this sweep" if names else ""), 0] + ["—"] * len(SHOWN))
-        L.append(f"### Per {kind}")
-        L.append("")
-        L.append(_table(hdr, table))
-        L.append("")
-    L.append("Caveats:")
-    L.append("")
-    L.append(f"- **Different cohort and labels.** Ours: cohort `{c['name']}`, target `{c['target']}`, n = {c['samples']} "
-             f"samples from {c['patients']} patients. Theirs: {layout.name}. Unless both are the same cohort with the "
-             f"same label definition, only the ranking of methods can be compared, not the numbers.")
-    L += [f"- {line}" for line in layout.caveats]
-    L.append("- **Best-of selection on both sides.** A best row per group is optimistic for them and for us; our CIs "
-             "cover the sampling of patients, not that selection.")
-    L.append("")
-    return L

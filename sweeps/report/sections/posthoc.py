@@ -1,5 +1,6 @@
-"""Post-hoc ensembles of a finished sweep's best trials, from the out-of-fold (OOF) probabilities
-every trial saved: soft voting of the top k, and stacking with a logistic-regression meta-learner.
+"""The "Post-hoc ensembles" section: ensembles of a finished sweep's best trials, from the
+out-of-fold (OOF) probabilities every trial saved: soft voting of the top k, and stacking with a
+logistic-regression meta-learner.
 
 Scored honestly by nesting: an outer patient-grouped split over the OOF predictions; in each outer
 fold the trials are ranked, the top k chosen and the meta-learner fitted on the other folds only,
@@ -18,7 +19,9 @@ import numpy as np
 
 from trainables.splits import grouped_folds
 
-from .report import LABEL, SHOWN, RunView, _ci, _fast, _label, _signed_ci, _table, paired_bootstrap, patient_bootstrap
+from ..fmt import LABEL, ci, label, signed_ci, table
+from ..run import ReportOptions, RunView
+from ..stats import SHOWN, paired_bootstrap, patient_bootstrap, score
 
 KINDS = ("soft_voting", "stacking", "best_member")
 NAMES = {"soft_voting": "soft voting (mean probability)", "stacking": "stacking (logistic-regression meta-learner)",
@@ -38,7 +41,7 @@ def rank(y: np.ndarray, candidates: dict[str, np.ndarray], idx: np.ndarray, metr
     worst = -np.inf if mode == "max" else np.inf
     scores = {}
     for name, p in candidates.items():
-        s = _fast(metric, y[idx], p[idx])
+        s = score(metric, y[idx], p[idx])
         scores[name] = s if np.isfinite(s) else worst
     sign = -1 if mode == "max" else 1
     return sorted(scores, key=lambda n: (sign * scores[n], n))
@@ -77,45 +80,47 @@ def nested_ensembles(y: np.ndarray, groups: np.ndarray, candidates: dict[str, np
     return PosthocResult(k, [te for _, te in folds], selected, out)
 
 
-def section(v: RunView, k: int = 5) -> list[str]:
-    """The report's "Post-hoc ensembles" section (empty when fewer than two trials have predictions)."""
+def section(view: RunView, options: ReportOptions) -> list[str]:
+    """The report's "Post-hoc ensembles" section of ``options.k`` members (empty when fewer than two
+    trials have predictions)."""
+    k = options.k
     candidates, seen = {}, set()
-    for r in v.rows:  # a configuration the searcher proposed twice is one candidate, not two votes
+    for r in view.rows:  # a configuration the searcher proposed twice is one candidate, not two votes
         key = (json.dumps(r.config, sort_keys=True, default=str), r.arm)
         if r.proba is not None and key not in seen:
             seen.add(key)
             candidates[f"{r.trial}/{r.arm}"] = r.proba
     if len(candidates) < 2:
         return []
-    metric, y, groups = v.metric, v.y, v.groups
-    n_folds, seed = int(v.meta["folds"]), int(v.meta["seed"])
-    res = nested_ensembles(y, groups, candidates, metric, v.mode, k=k, n_folds=n_folds, seed=seed)
+    metric, y, groups = view.metric, view.y, view.groups
+    n_folds, seed = int(view.meta["folds"]), int(view.meta["seed"])
+    res = nested_ensembles(y, groups, candidates, metric, view.mode, k=k, n_folds=n_folds, seed=seed)
     L = ["## Post-hoc ensembles", ""]
     L.append(f"Ensembles of the sweep's best trials, from the out-of-fold probabilities of the {len(candidates)} distinct "
              f"finished (configuration, pooling) evaluations (a configuration proposed twice counts once): soft voting of the top k = {res.k}{'' if res.k == k else f' (k asked: {k})'}, and stacking of the same "
              f"k with a multinomial logistic-regression meta-learner on their probabilities. Nested, so both are honest: "
              f"an outer {n_folds}-fold split over the out-of-fold predictions (stratified, grouped by patient, seed "
-             f"{seed}); in each outer fold the trials are ranked by {_label(metric)} on the other folds only, the top "
+             f"{seed}); in each outer fold the trials are ranked by {label(metric)} on the other folds only, the top "
              f"k taken and the meta-learner fitted there, and the held-out fold predicted. The best single trial is "
              f"chosen the same way (the top-ranked on the other folds), so it may differ between outer folds and its "
              f"row can differ from the top configuration above.")
     L.append("")
-    table = []
+    cells = []
     for kind in KINDS:
         p = res.proba[kind]
-        ci = patient_bootstrap(y, p, groups)
+        cis = patient_bootstrap(y, p, groups)
         members = 1 if kind == "best_member" else res.k
-        table.append([NAMES[kind], members] + [_ci(_fast(m, y, p), ci[m]) for m in SHOWN])
-    L.append(_table(["ensemble", "members"] + [f"{LABEL[m]} [95% CI]" for m in SHOWN], table))
+        cells.append([NAMES[kind], members] + [ci(score(m, y, p), cis[m]) for m in SHOWN])
+    L.append(table(["ensemble", "members"] + [f"{LABEL[m]} [95% CI]" for m in SHOWN], cells))
     L.append("")
-    L.append(f"Paired against the best single trial on the same samples ({_label(metric)}, ensemble − best member, "
+    L.append(f"Paired against the best single trial on the same samples ({label(metric)}, ensemble − best member, "
              f"95% CI from a paired bootstrap over patients: the same resample for both):")
     L.append("")
     rows = []
     for kind in ("soft_voting", "stacking"):
         d, lo, hi = paired_bootstrap(y, res.proba[kind], res.proba["best_member"], groups, metric)
-        rows.append([f"{NAMES[kind]} − best single trial", _signed_ci(d, lo, hi)])
-    L.append(_table(["comparison", f"difference in {_label(metric)} [95% CI]"], rows))
+        rows.append([f"{NAMES[kind]} − best single trial", signed_ci(d, lo, hi)])
+    L.append(table(["comparison", f"difference in {label(metric)} [95% CI]"], rows))
     L.append("")
     counts = Counter(name for top in res.selected for name in top)
     firsts = Counter(top[0] for top in res.selected)

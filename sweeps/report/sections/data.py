@@ -1,0 +1,64 @@
+"""The report's title and its "Data and method" section: the cohort, the evaluation, what the
+brackets mean, repeats, trial counts and versions."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..fmt import label
+from ..run import ReportOptions, RunView
+from ..stats import N_BOOT
+
+
+def section(view: RunView, options: ReportOptions) -> list[str]:
+    meta, y, groups, rows, metric, mode = view.meta, view.y, view.groups, view.rows, view.metric, view.mode
+    c = meta["cohort"]
+    n, n_pat = len(y), len(np.unique(groups))
+    seeds = view.repeated_seeds
+
+    L = [f"# Sweep report: {view.run_dir.name}", ""]
+    L.append(f"Space **{meta['space']}**: {meta.get('description', '')}. Objective: {label(metric)} ({mode}). "
+             f"Started {meta['started']}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}.")
+    L.append("")
+    L.append("## Data and method")
+    L.append("")
+    L.append(f"- Cohort **{c['name']}**: {c['description']}.")
+    predicted = c.get("predicted_targets", {})
+    if len(predicted) > 1:
+        L.append(f"- n = {c['samples']} samples (studies) from {c['patients']} patients, {c['instances']} image instances. "
+                 f"{len(predicted)} targets in every trial, one head per target; a sample not labelled for a target "
+                 f"(masked) neither trains nor scores its head. The trial's accuracy, macro-F1 and macro-AUC are means "
+                 f"over the targets (per-target figures with CIs below).")
+    else:
+        L.append(f"- n = {c['samples']} samples (studies) from {c['patients']} patients, {c['instances']} image instances. "
+                 f"Target `{c['target']}`: " + ", ".join(f"{lab} {cnt}" for lab, cnt in c["label_counts"].items()) + ".")
+    if c.get("quarantined"):
+        L.append(f"- Quarantined: {c['quarantined']} unreadable image file(s) left out "
+                 f"(`python -m sweeps data inspect` lists them with the reason).")
+    if c.get("flagged"):
+        L.append("- Left out of the features by the adapter's leakage guard: " + "; ".join(
+            f"`{col}` ({why})" for col, why in c["flagged"].items()) + ".")
+    L.append("- Image modalities (samples present / missing): " + (", ".join(
+        f"{m} {s['present']}/{s['missing']}" for m, s in c["modalities"].items()) or "none (tabular and text only)") + ".")
+    L.append(f"- Evaluation: {meta['folds']}-fold stratified cross-validation grouped by patient (no patient on both "
+             f"sides), seed {meta['seed']}. Every metric comes from out-of-fold predictions over all n = {n} samples. "
+             f"Everything learned (standardisation, PCA, attention pooling, tabular imputation, resampling, head) is "
+             f"fitted on each fold's training part only.")
+    L.append(f"- Brackets are 95% confidence intervals: percentile bootstrap over the {n_pat} patients "
+             f"({N_BOOT} resamples, seed 0) of the out-of-fold predictions. They reflect sampling of patients, not the "
+             f"selection of the best configuration among many (a best-of-sweep figure is optimistic).")
+    if meta.get("trainable") == "finetune":
+        L.append("- Fine-tuning: the image encoder, the pooling and per-modality linear heads were trained end to end "
+                 "inside each fold on its training part (no frozen embeddings, PCA or separate head)"
+                 + (f"; the {meta['scheduler']} scheduler stopped trials whose per-epoch signal fell behind" if meta.get("scheduler") else "")
+                 + ".")
+    if seeds:
+        n_seeds = sorted({len(g) for g in seeds.values()})
+        L.append(f"- Repeated seeds: configurations ran {'/'.join(map(str, n_seeds))} times, repeat r using seed "
+                 f"{meta['seed']} + r for its folds and models; \"mean ± SD (n)\" is over those seeds (SD with n − 1).")
+    L.append(f"- Trials: {len({r.trial for r in rows})} finished, {len(view.failed)} failed, {len(view.unfinished)} unfinished. "
+             f"Versions: " + ", ".join(f"{pkg} {ver}" for pkg, ver in meta["versions"].items()) + ".")
+    L.append("")
+    return L
