@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import shared_data
 from trainables.data import chexpert
+from trainables.data.standins import chexpert as chexpert_standin
 from trainables.data.cohort import MASKED, CohortError
 
 
@@ -74,16 +75,16 @@ def test_the_policies_differ_exactly_on_the_uncertain_cells():
     zeros = chexpert.load(path, uncertainty="zeros").samples[cols].to_numpy()
     differ = ~((ones == zeros) | (pd.isna(ones) & pd.isna(zeros)))
     assert (differ == (raw == -1)).all() and differ.sum() == 2
-    with pytest.raises(CohortError, match=r"uncertainty='maybe'.*'ignore', 'ones', 'zeros'"):
+    with pytest.raises(CohortError, match=r"chexpert\.uncertainty='maybe' \(at .*\): allowed ignore, ones, zeros"):
         chexpert.load(path, uncertainty="maybe")
-    with pytest.raises(CohortError, match=r"blank='ones'.*'ignore', 'zeros'"):
+    with pytest.raises(CohortError, match=r"chexpert\.blank='ones' \(at .*\): allowed ignore, zeros"):
         chexpert.load(path, blank="ones")
 
 
 # -- stand-ins ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("image_format", ["jpg", "dcm"])
 def test_standin_loads_with_right_samples_patients_and_modalities(tmp_path, image_format):
-    root = chexpert.standin(tmp_path / "cx", n_patients=15, seed=0, image_format=image_format)
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=15, seed=0, image_format=image_format)
     c = chexpert.load(root / "train.csv")
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     parts = table["Path"].str.split("/")
@@ -105,7 +106,7 @@ def test_standin_loads_with_right_samples_patients_and_modalities(tmp_path, imag
 
 
 def test_dicom_header_identities_never_reach_the_cohort_or_its_log(tmp_path, caplog):
-    root = chexpert.standin(tmp_path / "cx", n_patients=6, seed=2, image_format="dcm")
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=6, seed=2, image_format="dcm")
     table = pd.read_csv(root / "train.csv", dtype=str)
     secrets = set()
     for rel in table["Path"]:
@@ -123,7 +124,7 @@ def test_dicom_header_identities_never_reach_the_cohort_or_its_log(tmp_path, cap
 
 
 def test_missing_image_is_counted_and_corrupt_ones_are_quarantined(tmp_path, caplog):
-    root = chexpert.standin(tmp_path / "cx", n_patients=8, seed=1, image_format="jpg")
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=8, seed=1, image_format="jpg")
     full = chexpert.load(root)
     paths = full.instances["path"]
     os.remove(paths.iloc[0])
@@ -139,7 +140,7 @@ def test_missing_image_is_counted_and_corrupt_ones_are_quarantined(tmp_path, cap
 
 
 def test_truncated_dicom_is_quarantined(tmp_path):
-    root = chexpert.standin(tmp_path / "cx", n_patients=4, seed=0, image_format="dcm")
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=4, seed=0, image_format="dcm")
     path = chexpert.load(root).instances["path"].iloc[0]
     data = open(path, "rb").read()
     cut = data.index(b"\xe0\x7f\x10\x00")  # the Pixel Data tag: keep the header, drop the pixels
@@ -150,7 +151,7 @@ def test_truncated_dicom_is_quarantined(tmp_path):
 
 
 def test_mimic_style_ids_and_view_position(tmp_path):
-    root = chexpert.standin(tmp_path / "cx", n_patients=5, seed=4)
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=5, seed=4)
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     parts = table["Path"].str.extract(r"patient(\d+)/study(\d+)/view(\d+)")
     table["subject_id"] = "1000" + parts[0]
@@ -172,7 +173,7 @@ def test_mimic_style_ids_and_view_position(tmp_path):
 
 
 def test_chexpert_paths_listed_from_the_folder_above_the_csv(tmp_path):
-    root = chexpert.standin(tmp_path / "CheXpert-v1.0-small", n_patients=3, seed=0)
+    root = chexpert_standin.standin(tmp_path / "CheXpert-v1.0-small", n_patients=3, seed=0)
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     table["Path"] = "CheXpert-v1.0-small/" + table["Path"]  # as in the real train.csv
     table.to_csv(root / "train.csv", index=False)
@@ -181,7 +182,7 @@ def test_chexpert_paths_listed_from_the_folder_above_the_csv(tmp_path):
 
 
 def test_view_from_the_file_name_when_the_view_column_is_blank(tmp_path):
-    root = chexpert.standin(tmp_path / "cx", n_patients=4, seed=0)
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=4, seed=0)
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     table["Frontal/Lateral"] = ""
     table.to_csv(root / "train.csv", index=False)
@@ -192,7 +193,7 @@ def test_view_from_the_file_name_when_the_view_column_is_blank(tmp_path):
 
 # -- bad input ----------------------------------------------------------------------------------
 def test_a_bad_label_value_names_the_row_and_column(tmp_path):
-    root = chexpert.standin(tmp_path / "cx", n_patients=4, seed=0)
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=4, seed=0)
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     table.loc[3, "Pleural Effusion"] = "2"
     table.to_csv(root / "train.csv", index=False)
@@ -201,7 +202,7 @@ def test_a_bad_label_value_names_the_row_and_column(tmp_path):
 
 
 def test_rows_of_one_study_that_disagree_are_named(tmp_path):
-    root = chexpert.standin(tmp_path / "cx", n_patients=6, seed=0)
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=6, seed=0)
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     study = table["Path"].str.rsplit("/", n=1).str[0]
     shared = study[study.duplicated()].iloc[0]
@@ -214,7 +215,7 @@ def test_rows_of_one_study_that_disagree_are_named(tmp_path):
 
 
 def test_other_bad_inputs_name_the_file_and_column(tmp_path):
-    root = chexpert.standin(tmp_path / "cx", n_patients=3, seed=0)
+    root = chexpert_standin.standin(tmp_path / "cx", n_patients=3, seed=0)
     table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
     table.drop(columns=["Fracture"]).to_csv(tmp_path / "no_fracture.csv", index=False)
     with pytest.raises(CohortError, match=r"no_fracture\.csv: pathology column\(s\) \['Fracture'\] missing"):

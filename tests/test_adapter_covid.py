@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import shared_data
 from trainables.data import covid
+from trainables.data.standins import covid as covid_standin
 from trainables.data.cohort import CohortError
 from trainables.data.images import read_slice
 
@@ -34,7 +35,7 @@ def real():
 
 @pytest.fixture(scope="module")
 def standin_root(tmp_path_factory):
-    return covid.standin(tmp_path_factory.mktemp("covid") / "cxr", n_patients=20, seed=0)
+    return covid_standin.standin(tmp_path_factory.mktemp("covid") / "cxr", n_patients=20, seed=0)
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def test_missing_image_is_a_missing_instance_and_corrupt_one_is_quarantined(root
 def test_views_filter_and_unknown_view(standin_root):
     c = covid.load(standin_root, views=["PA", "AP"])
     assert set(c.samples["view"]) == {"PA", "AP"}
-    with pytest.raises(CohortError, match=r"unknown view 'PAA' \(did you mean 'PA'\?\)"):
+    with pytest.raises(CohortError, match=r"unknown view 'PAA' \(at views\)\. Did you mean 'PA'\? Valid view values: AP, AP Supine, L, PA"):
         covid.load(standin_root, views=["PAA"])
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.conftest import shared_data
 from trainables.data import iuxray
+from trainables.data.standins import iuxray as iuxray_standin
 from trainables.data.cohort import CohortError
 
 
@@ -82,7 +83,8 @@ def test_real_selecting_findings_flags_it_and_unknown_section_lists_valid_names(
     c = iuxray.load(_real_root(), sections=("indication", "findings"))
     assert c.text == ["indication", "findings"]
     assert set(c.flagged) == {"findings"} and "MeSH" in c.flagged["findings"]
-    with pytest.raises(CohortError, match=r"'finding'.*valid sections.*'indication'.*'impression'"):
+    with pytest.raises(CohortError, match=r"unknown section 'finding' \(at sections\)\. Did you mean 'findings'\? Valid section names: "
+                                          r"comparison, findings, impression, indication"):
         iuxray.load(_real_root(), sections=("finding",))
 
 
@@ -99,7 +101,7 @@ def test_real_metadata_csv_gives_the_view_and_order_rule_fills_the_rest(tmp_path
     images.mkdir()
     for name in ("1295_IM-0194-2002.png", "CXR1295_IM-0194-3003.png", "CXR1000_IM-0003-1001.png"):  # both namings
         Image.fromarray(np.full((8, 8), 100, np.uint8)).save(images / name)
-    with caplog.at_level(logging.WARNING, logger="trainables.data.chexpert"):
+    with caplog.at_level(logging.WARNING, logger="trainables.data.quarantine"):
         c = iuxray.load(root, images_dir=images)
     got = {p.rsplit("/", 1)[1]: m for p, m in zip(c.instances["path"], c.instances["modality"])}
     assert got == {"1295_IM-0194-2002.png": "lateral", "CXR1295_IM-0194-3003.png": "frontal",
@@ -126,7 +128,7 @@ def _xml_truth(root) -> dict[str, str]:
 
 
 def test_xml_standin_loads_with_views_from_metadata_then_order(tmp_path):
-    root = iuxray.standin(tmp_path / "iu", n=20, seed=0)
+    root = iuxray_standin.standin(tmp_path / "iu", n=20, seed=0)
     c = iuxray.load(root)
     assert len(c.samples) == 20 and c.modalities == ["frontal", "lateral"]
     truth = _xml_truth(root)
@@ -142,7 +144,7 @@ def test_xml_standin_loads_with_views_from_metadata_then_order(tmp_path):
 
 
 def test_xml_standin_as_a_folder_of_xml_and_bare_png_names_loads_the_same(tmp_path):
-    root = iuxray.standin(tmp_path / "iu", n=12, seed=1)
+    root = iuxray_standin.standin(tmp_path / "iu", n=12, seed=1)
     ref = iuxray.load(root)
     with tarfile.open(root / "NLMCXR_reports.tgz") as tf:
         tf.extractall(tmp_path / "folder", filter="data")  # the stand-in's own archive, not the real data
@@ -158,7 +160,7 @@ def test_xml_standin_as_a_folder_of_xml_and_bare_png_names_loads_the_same(tmp_pa
 
 
 def test_csv_standin_takes_views_from_projections(tmp_path):
-    root = iuxray.standin(tmp_path / "kaggle", n=20, seed=0, layout="csv")
+    root = iuxray_standin.standin(tmp_path / "kaggle", n=20, seed=0, layout="csv")
     c = iuxray.load(root, sections=("indication", "impression"))
     proj = pd.read_csv(root / "indiana_projections.csv", dtype=str)
     truth = dict(zip(proj["filename"], proj["projection"].str.lower()))
@@ -169,12 +171,12 @@ def test_csv_standin_takes_views_from_projections(tmp_path):
     assert _labels(c) == expected and expected.count(None) == 1
     assert set(c.flagged) == {"impression"}
     # the XML stand-in with the same seed has the same reports and labels
-    xml = iuxray.load(iuxray.standin(tmp_path / "xml", n=20, seed=0))
+    xml = iuxray.load(iuxray_standin.standin(tmp_path / "xml", n=20, seed=0))
     assert xml.samples["label"].equals(c.samples["label"])
 
 
 def test_missing_png_is_a_missing_instance_not_an_error(tmp_path, caplog):
-    root = iuxray.standin(tmp_path / "iu", n=20, seed=0)
+    root = iuxray_standin.standin(tmp_path / "iu", n=20, seed=0)
     full = iuxray.load(root)
     gone = full.instances["path"].iloc[3]
     (root / "images" / gone.rsplit("/", 1)[1]).unlink()
@@ -185,7 +187,7 @@ def test_missing_png_is_a_missing_instance_not_an_error(tmp_path, caplog):
 
 
 def test_corrupt_and_truncated_png_are_quarantined_and_strict_raises(tmp_path):
-    root = iuxray.standin(tmp_path / "iu", n=20, seed=0)
+    root = iuxray_standin.standin(tmp_path / "iu", n=20, seed=0)
     paths = iuxray.load(root).instances["path"]
     bad, cut = paths.iloc[0], paths.iloc[5]
     with open(bad, "wb") as f:
@@ -202,18 +204,18 @@ def test_corrupt_and_truncated_png_are_quarantined_and_strict_raises(tmp_path):
 
 
 def test_standin_is_deterministic_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
-    a = iuxray.standin(tmp_path / "a", n=8, seed=3, layout="csv")
-    b = iuxray.standin(tmp_path / "b", n=8, seed=3, layout="csv")
+    a = iuxray_standin.standin(tmp_path / "a", n=8, seed=3, layout="csv")
+    b = iuxray_standin.standin(tmp_path / "b", n=8, seed=3, layout="csv")
     assert (a / "indiana_reports.csv").read_bytes() == (b / "indiana_reports.csv").read_bytes()
     with pytest.raises(FileExistsError):
-        iuxray.standin(a)
+        iuxray_standin.standin(a)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(iuxray, "_standin_png", broken)
+    monkeypatch.setattr(iuxray_standin, "_standin_png", broken)
     with pytest.raises(RuntimeError):
-        iuxray.standin(tmp_path / "c", n=8)
+        iuxray_standin.standin(tmp_path / "c", n=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"], "nothing half-written is left"
 
 
@@ -235,7 +237,7 @@ def test_bad_xml_errors_name_the_file_and_field(tmp_path):
 
 
 def test_bad_csv_errors_name_the_file_row_and_column(tmp_path):
-    root = iuxray.standin(tmp_path / "k", n=6, seed=0, layout="csv")
+    root = iuxray_standin.standin(tmp_path / "k", n=6, seed=0, layout="csv")
     proj = pd.read_csv(root / "indiana_projections.csv", dtype=str)
     proj.loc[1, "projection"] = "Oblique"
     proj.to_csv(root / "indiana_projections.csv", index=False)
@@ -251,11 +253,11 @@ def test_bad_csv_errors_name_the_file_row_and_column(tmp_path):
     with pytest.raises(CohortError, match=r"indiana_reports\.csv: column\(s\) \['findings'\] missing"):
         iuxray.load(root)
     with pytest.raises(CohortError, match=r"nowhere: images folder not found"):
-        iuxray.load(iuxray.standin(tmp_path / "x", n=3), images_dir=tmp_path / "nowhere")
+        iuxray.load(iuxray_standin.standin(tmp_path / "x", n=3), images_dir=tmp_path / "nowhere")
 
 
 def test_metadata_without_the_view_column_is_an_error_naming_it(tmp_path):
-    root = iuxray.standin(tmp_path / "iu", n=5, seed=0)
+    root = iuxray_standin.standin(tmp_path / "iu", n=5, seed=0)
     with gzip.open(root / "nlmcxr_dicom_metadata.csv.gz", "wt") as f:
         f.write("imageid,Modality\nCXR1_IM-0001-1001,CR\n")
     with pytest.raises(CohortError, match=r"nlmcxr_dicom_metadata\.csv\.gz: needs the columns 'imageid' and 'View Position'"):

@@ -10,13 +10,14 @@ import pytest
 
 from tests.conftest import shared_data
 from trainables.data import knee
+from trainables.data.standins import knee as knee_standin
 from trainables.data.cohort import CohortError
 from trainables.data.images import read_slice
 
 
 @pytest.fixture(scope="module")
 def standin_root(tmp_path_factory):
-    return knee.standin(tmp_path_factory.mktemp("knee") / "knee", n_patients=30, seed=0)
+    return knee_standin.standin(tmp_path_factory.mktemp("knee") / "knee", n_patients=30, seed=0)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_allow_leaky_keeps_a_flagged_column_but_still_reports_it():
     c = knee.load(sheet=_real_sheet(), allow_leaky=["t_score_value"])
     assert "t_score_value" in c.tabular and "t_score_value" in c.flagged
     assert "z_score_value" not in c.tabular
-    with pytest.raises(CohortError, match=r"unknown column 't_score'.*did you mean 't_score_value'"):
+    with pytest.raises(CohortError, match=r"unknown column 't_score' \(at allow_leaky\)\. Did you mean 't_score_value'\?"):
         knee.load(sheet=_real_sheet(), allow_leaky=["t_score"])
 
 
@@ -85,12 +86,12 @@ def test_standin_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image.Image, "save", fail)
     with pytest.raises(OSError):
-        knee.standin(tmp_path / "k")
+        knee_standin.standin(tmp_path / "k")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    knee.standin(tmp_path / "k")
+    knee_standin.standin(tmp_path / "k")
     with pytest.raises(FileExistsError):
-        knee.standin(tmp_path / "k")
+        knee_standin.standin(tmp_path / "k")
 
 
 def _edit_sheet(root, edit):
@@ -108,8 +109,8 @@ def test_duplicate_patient_id_names_both_lines(root):
 
 def test_unknown_diagnosis_names_line_and_value(root):
     _edit_sheet(root, lambda df: df.__setitem__("Diagnosis", df["Diagnosis"].where(df.index != 6, "Osteopenai ")))
-    with pytest.raises(CohortError, match=r"line 8, column 'Diagnosis': unknown diagnosis 'osteopenai' "
-                                          r"\(did you mean 'osteopenia'\?\)"):
+    with pytest.raises(CohortError, match=r"line 8, column 'Diagnosis': unknown diagnosis 'osteopenai'\. "
+                                          r"Did you mean 'osteopenia'\?"):
         knee.load(root)
 
 
@@ -165,7 +166,7 @@ def test_unjoined_and_unreadable_images_are_quarantined_or_fatal_when_strict(roo
 
 def test_unknown_class_folder_is_an_error(root):
     (root / "images" / "Normal").rename(root / "images" / "Normall")
-    with pytest.raises(CohortError, match=r"unknown class folder 'Normall' \(did you mean 'normal'\?\)"):
+    with pytest.raises(CohortError, match=r"unknown class folder 'Normall'\. Did you mean 'normal'\?"):
         knee.load(root)
 
 

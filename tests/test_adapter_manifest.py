@@ -12,7 +12,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from trainables.data.cohort import CohortError
-from trainables.data.manifest import MAX_PROBLEMS, atomic_dir, load, load_config
+from trainables.data.files import atomic_dir
+from trainables.data.manifest import MAX_PROBLEMS, load, load_config
 
 
 def _png(path, value=100):
@@ -115,9 +116,9 @@ def test_three_problems_are_reported_together_with_their_lines_and_columns(tmp_p
         load(tmp_path / "bad.csv", **KW)
     msg = str(err.value)
     assert "3 problem(s)" in msg
-    assert "column 'age' not found (did you mean 'agee'?)" in msg
+    assert "column 'age' not found. Did you mean 'agee'?" in msg
     assert "sample_id 'A' appears on line 2 and line 4" in msg
-    assert "line 3, column 'grade': unknown label 'hihg' (did you mean 'high'?)" in msg
+    assert "line 3, column 'grade': unknown label 'hihg'. Did you mean 'high'? Valid label values: high, low" in msg
 
 
 def test_blank_label_is_a_problem_unless_the_target_is_masked(tmp_path):
@@ -168,14 +169,14 @@ def test_paths_resolve_against_root_when_given(tmp_path):
     df.to_csv(tmp_path / "sub" / "m.csv", index=False)
     with pytest.raises(CohortError, match="file not found"):
         load(tmp_path / "sub" / "m.csv", **KW, strict=True)
-    assert len(load(tmp_path / "sub" / "m.csv", **KW, root=tmp_path).instances) == 6
+    assert len(load(tmp_path / "sub" / "m.csv", **KW, image_root=tmp_path).instances) == 6
 
 
 def test_load_config_takes_a_plain_dict_and_rejects_unknown_keys(tmp_path):
     _good(tmp_path).to_csv(tmp_path / "m.csv", index=False)
     c = load_config({"path": str(tmp_path / "m.csv"), **KW, "name": "mine"})
     assert c.name == "mine" and len(c.samples) == 3
-    with pytest.raises(CohortError, match=r"unknown key\(s\) \['tabluar'\] \(did you mean 'tabular'\?\)"):
+    with pytest.raises(CohortError, match=r"unknown manifest config key 'tabluar'\. Did you mean 'tabular'\?"):
         load_config({"path": str(tmp_path / "m.csv"), "targets": {"grade": None}, "tabluar": ["age"]})
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import shared_data
 from trainables.data import rsna
+from trainables.data.standins import rsna as rsna_standin
 from trainables.data.cohort import MASKED, CohortError
 from trainables.data.images import read_slice
 
@@ -31,7 +32,7 @@ def _labels_dir() -> Path:
 def real_standin(tmp_path_factory) -> Path:
     """12 studies with the real study and series ids, written once for the module."""
     labels = _labels_dir()
-    return rsna.standin(tmp_path_factory.mktemp("rsna") / "kaggle", n_studies=12, labels_csv=labels / "train.csv")
+    return rsna_standin.standin(tmp_path_factory.mktemp("rsna") / "kaggle", n_studies=12, labels_csv=labels / "train.csv")
 
 
 def _copy(tree: Path, tmp_path: Path) -> Path:
@@ -183,19 +184,19 @@ def test_corrupt_dicom_is_quarantined_and_nothing_identifying_leaks(real_standin
 
 
 def test_standin_with_made_up_ids_loads_and_is_written_atomically(tmp_path, monkeypatch):
-    root = rsna.standin(tmp_path / "a", n_studies=4, seed=3)
+    root = rsna_standin.standin(tmp_path / "a", n_studies=4, seed=3)
     cohort = rsna.load(root)
     assert len(cohort.samples) == 4 and len(cohort.instances) > 0
     assert cohort.samples[list(rsna.TARGET_NAMES)].isin(rsna.CLASSES).to_numpy().mean() > 0.8
     with pytest.raises(FileExistsError):
-        rsna.standin(root)
+        rsna_standin.standin(root)
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(rsna, "_write_series", boom)
+    monkeypatch.setattr(rsna_standin, "_write_series", boom)
     with pytest.raises(RuntimeError):
-        rsna.standin(tmp_path / "b", n_studies=4)
+        rsna_standin.standin(tmp_path / "b", n_studies=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
 
@@ -380,8 +381,8 @@ def test_malformed_tables_name_the_line_or_column(tmp_path):
 
 def test_unknown_target_or_modality_lists_the_valid_ones(tmp_path):
     root = _tiny(tmp_path)
-    with pytest.raises(CohortError, match=r"unknown target 'spinal_canal_stenosis_l4l5'.*valid: \[.*"
-                                          r"Did you mean 'spinal_canal_stenosis_l4_l5'"):
+    with pytest.raises(CohortError, match=r"unknown target 'spinal_canal_stenosis_l4l5' \(at targets\)\. "
+                                          r"Did you mean 'spinal_canal_stenosis_l4_l5'\? Valid target names: .*"):
         rsna.load(root, labels_only=True, targets=["spinal_canal_stenosis_l4l5"])
     with pytest.raises(CohortError, match=r"unknown modality 'sagittal_t2'.*Did you mean 'sagittal_t1'|"
                                           r"unknown modality 'sagittal_t2'.*Did you mean 'sagittal_t2_stir'"):

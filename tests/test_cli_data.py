@@ -46,6 +46,6 @@ def test_real_covid_images_decode_and_patients_group(capsys):
 def test_a_bad_adapter_option_is_a_clear_error_naming_it(capsys, tmp_path):
     assert main(["data", "inspect", "knee", "--data", str(tmp_path), "--option", "uncertainty=ones"]) == 2
     err = capsys.readouterr().err
-    assert "cohort 'knee'" in err and "uncertainty" in err
+    assert "unknown knee option 'uncertainty' (at --option" in err and "Valid knee option names: allow_leaky" in err
     assert main(["data", "inspect", "knee", "--option", "uncertainty"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err

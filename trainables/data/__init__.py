@@ -1,8 +1,13 @@
 """Cohort adapters by name. Each returns a :class:`~trainables.data.cohort.Cohort`.
 
-Every adapter of a real dataset takes ``root`` (the folder, or file, as the dataset is distributed;
-``--data`` on the command line) and has a generator of a small stand-in in the same on-disk layout
-(``STANDINS``), used by tests and by ``--smoke``.
+Every adapter is a module with the same surface (:mod:`trainables.data.adapter` states the contract):
+``NAME``, ``OPTIONS`` (its options as :class:`~trainables.registry.Param` data) and
+``load(root=None, *, strict=False, **options) -> Cohort``, where ``root`` is the dataset as distributed
+(``--data`` on the command line). An adapter of a real dataset has a stand-in generator in
+:mod:`trainables.data.standins` (same ``NAME``, ``standin(out, *, seed=0) -> Path``) writing a small
+dataset in the same on-disk layout, used by tests and by ``--smoke``. ``COHORTS`` and ``STANDINS`` are
+built from the modules listed below: adding an adapter is one module here (and its stand-in) plus one
+entry in ``ADAPTERS`` (and ``STANDIN_MODULES``).
 """
 
 from __future__ import annotations
@@ -11,88 +16,26 @@ import os
 from pathlib import Path
 
 from ..registry import Registry
+from . import chexpert, covid, iuxray, knee, manifest, rsna, synthetic
 from .cohort import Cohort, CohortError, Target
+from .standins import chexpert as chexpert_standin
+from .standins import covid as covid_standin
+from .standins import iuxray as iuxray_standin
+from .standins import knee as knee_standin
+from .standins import rsna as rsna_standin
+
+ADAPTERS = (synthetic, rsna, iuxray, chexpert, knee, covid, manifest)  # the registered cohort adapters, in listing order
+STANDIN_MODULES = (rsna_standin, iuxray_standin, chexpert_standin, knee_standin, covid_standin)
+
+COHORTS = Registry("cohort", {m.NAME: m.load for m in ADAPTERS})
+COHORTS.params.update({m.NAME: dict(m.OPTIONS) for m in ADAPTERS})
+STANDINS = Registry("cohort stand-in", {m.NAME: m.standin for m in STANDIN_MODULES})
 
 
-def _need_root(name: str, root, what: str) -> Path:
-    if not root:
-        raise CohortError(f"cohort {name!r} needs its data: pass --data PATH ({what}), "
-                          f"or --smoke to run on a generated stand-in")
-    path = Path(root)
-    if not path.exists():
-        raise CohortError(f"cohort {name!r}: {path} not found ({what})")
-    return path
-
-
-def _synthetic(seed: int = 0, n_patients: int = 300, root: str | None = None) -> Cohort:
-    """The built-in synthetic MRI cohort (generated on first use)."""
-    from . import synthetic
-
-    return synthetic.load(root, seed=seed, n_patients=n_patients)
-
-
-def _rsna_lumbar(root=None, **options) -> Cohort:
-    """RSNA 2024 lumbar spine (Kaggle layout: train.csv, train_series_descriptions.csv, train_images/)."""
-    from . import rsna
-
-    return rsna.load(_need_root("rsna_lumbar", root, "the folder holding train.csv and train_images/"), **options)
-
-
-def _iu_xray(root=None, **options) -> Cohort:
-    """IU-Xray / OpenI reports (NLMCXR_reports.tgz or indiana_reports.csv) with frontal/lateral PNGs."""
-    from . import iuxray
-
-    return iuxray.load(_need_root("iu_xray", root, "the folder holding NLMCXR_reports.tgz or indiana_reports.csv"), **options)
-
-
-def _chexpert(root=None, csv: str | None = None, **options) -> Cohort:
-    """CheXpert / MIMIC-CXR style CSV (path column, 14 pathologies in 1/0/-1/blank)."""
-    from . import chexpert
-
-    path = _need_root("chexpert", csv or root, "the labels CSV, or the folder holding train.csv")
-    if path.is_dir():
-        path = path / "train.csv"
-    options.setdefault("image_root", str(path.parent))
-    return chexpert.load(path, **options)
-
-
-def _knee(root=None, **options) -> Cohort:
-    """Knee osteoporosis: clinical sheet (csv/xlsx) + class folders of knee X-rays."""
-    from . import knee
-
-    return knee.load(_need_root("knee", root, "the folder holding the clinical sheet and image folders"), **options)
-
-
-def _covid_cxr(root=None, **options) -> Cohort:
-    """COVID chest X-ray subset: metadata CSV + images/, several images per patient."""
-    from . import covid
-
-    return covid.load(_need_root("covid_cxr", root, "the folder holding metadata_subset.csv and images/"), **options)
-
-
-def _manifest(root=None, **options) -> Cohort:
-    """Any dataset described by a CSV or parquet manifest (no code needed)."""
-    from . import manifest
-
-    return manifest.load(_need_root("manifest", root, "the manifest .csv or .parquet file"), **options)
-
-
-COHORTS = Registry("cohort", {"synthetic": _synthetic, "rsna_lumbar": _rsna_lumbar, "iu_xray": _iu_xray,
-                              "chexpert": _chexpert, "knee": _knee, "covid_cxr": _covid_cxr, "manifest": _manifest})
-
-
-def _standin(module: str):
-    def make(out, **kw):
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{module}").standin(Path(out), **kw)
-
-    return make
-
-
-STANDINS = Registry("cohort stand-in", {"rsna_lumbar": _standin("rsna"), "iu_xray": _standin("iuxray"),
-                                        "chexpert": _standin("chexpert"), "knee": _standin("knee"),
-                                        "covid_cxr": _standin("covid")})
+def adapter(name: str):
+    """The adapter module registered as ``name`` (an unknown name: the lookup message)."""
+    COHORTS.check(name, "cohort")
+    return next(m for m in ADAPTERS if m.NAME == name)
 
 
 def standin_root(cohort: str) -> Path:
@@ -104,4 +47,5 @@ def standin_root(cohort: str) -> Path:
     return root
 
 
-__all__ = ["COHORTS", "STANDINS", "Cohort", "CohortError", "Target", "standin_root"]
+__all__ = ["ADAPTERS", "COHORTS", "STANDINS", "STANDIN_MODULES", "Cohort", "CohortError", "Target", "adapter",
+           "standin_root"]

@@ -46,17 +46,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from .adapter import Param, need_root, resolve_options
 from .cohort import Cohort, CohortError, Target
-from .files import atomic_dir
+from .quarantine import INSTANCE_COLUMNS, check_instances
 
-__all__ = ["PATHOLOGIES", "load", "standin", "probe_image", "check_instances"]
+__all__ = ["NAME", "OPTIONS", "PATHOLOGIES", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +81,29 @@ REPORT_COLUMNS = ("Report", "Reports", "report")
 REPORT_FLAG = ("the CheXpert labels are extracted from this report text by the CheXpert labeler: "
                "a text model reading it reads the answer")
 _LATERAL_POSITIONS = {"LATERAL", "LL", "RL", "XTABLE LATERAL", "LARGE LATERAL"}
-_INSTANCE_COLUMNS = ["sample_id", "modality", "order", "path", "frame"]
 
 
-def load(csv, *, image_root=None, path_col: str = "Path", uncertainty: str = "ignore", blank: str = "ignore",
-         report_col: str | None = None, strict: bool = False) -> Cohort:
-    """Load a CheXpert/MIMIC-style CSV (or a folder holding ``train.csv``) as a cohort."""
-    csv = Path(csv)
+NAME = "chexpert"
+OPTIONS = {
+    "image_root": Param((str, os.PathLike), None, nullable=True,
+                        doc="the folder the Path column is relative to (default: the CSV's folder)"),
+    "path_col": Param(str, "Path", doc="the image path column"),
+    "uncertainty": Param(str, "ignore", choices=tuple(UNCERTAINTY),
+                         doc="what -1 (uncertain) becomes: ignore (masked), ones, zeros (the CheXpert paper's U-policies)"),
+    "blank": Param(str, "ignore", choices=tuple(BLANK), doc="what a blank (not mentioned) becomes: ignore (masked), zeros"),
+    "report_col": Param(str, None, nullable=True, doc=f"the report text column (default: the first of {', '.join(REPORT_COLUMNS)})"),
+}
+
+
+def load(root: str | Path | None = None, *, strict: bool = False, **options) -> Cohort:
+    """Load a CheXpert/MIMIC-style CSV (``root``: the CSV, or a folder holding ``train.csv``) as a cohort."""
+    o = resolve_options(NAME, OPTIONS, options)
+    image_root, path_col, uncertainty, blank, report_col = (o[k] for k in OPTIONS)
+    csv = need_root(NAME, root, "the labels CSV, or the folder holding train.csv")
     if csv.is_dir():
         csv = csv / "train.csv"
     if not csv.is_file():
         raise CohortError(f"{csv}: file not found (expected a CheXpert-style CSV)")
-    if uncertainty not in UNCERTAINTY:
-        raise CohortError(f"uncertainty={uncertainty!r}: valid policies are {list(UNCERTAINTY)}")
-    if blank not in BLANK:
-        raise CohortError(f"blank={blank!r}: valid policies are {list(BLANK)}")
     try:
         df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -147,7 +154,7 @@ def load(csv, *, image_root=None, path_col: str = "Path", uncertainty: str = "ig
     description = (f"CheXpert-style {csv.name}: {len(samples)} studies of {samples['patient_id'].nunique()} "
                    f"patients, {len(instances)} images ({n_missing} absent, {len(quarantine)} quarantined, "
                    f"{int((~known).sum())} of unknown view); uncertain (-1) -> {uncertainty}, blank -> {blank}")
-    return Cohort(name="chexpert", samples=samples, instances=instances, targets=_targets(),
+    return Cohort(name=NAME, samples=samples, instances=instances, targets=_targets(),
                   modalities=["frontal", "lateral"], tabular=tabular, text=text, description=description,
                   quarantine=quarantine, flagged={"report": REPORT_FLAG} if text else {})
 
@@ -284,8 +291,8 @@ def _text_only(df: pd.DataFrame, labels: pd.DataFrame, report: str, csv: Path, u
         samples[name] = _apply_policy(labels[col], uncertainty, blank).to_numpy()
     samples["report"] = df[report].to_numpy()
     instances = pd.DataFrame({c: pd.Series(dtype=object if c in ("sample_id", "modality", "path") else np.int64)
-                              for c in _INSTANCE_COLUMNS})
-    return Cohort(name="chexpert", samples=samples, instances=instances, targets=_targets(), modalities=[],
+                              for c in INSTANCE_COLUMNS})
+    return Cohort(name=NAME, samples=samples, instances=instances, targets=_targets(), modalities=[],
                   text=["report"], flagged={"report": REPORT_FLAG},
                   description=f"CheXpert-style reports {csv.name}: {len(samples)} reports, text only; "
                               f"uncertain (-1) -> {uncertainty}, blank -> {blank}")
@@ -301,140 +308,3 @@ def _natural_sort(col: pd.Series) -> pd.Series:
         return col
     return col.map(lambda p: tuple((0, int(t), "") if t.isdigit() else (1, 0, t)
                                    for t in re.split(r"(\d+)", p) if t))
-
-
-# -- files: shared by the chest X-ray adapters --------------------------------------------------
-def probe_image(path: str) -> str | None:
-    """Why the image file at ``path`` cannot be opened, or None.
-
-    A cheap check, so that a load over hundreds of thousands of images stays fast: DICOM files must
-    have a readable header followed by more data (the pixels); raster files must open with Pillow and
-    pass its ``verify`` (PNG chunk checksums included). A file damaged only inside its compressed
-    pixels is caught later, by ``read_slice`` at embedding time. The reason names the failure type only,
-    never a header value.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-            if head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom"):
-                import pydicom
-
-                f.seek(0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    pydicom.dcmread(f, force=True, stop_before_pixels=True)
-                return None if f.read(1) else "not a DICOM image: the file ends before any pixel data"
-        with Image.open(path) as img:
-            img.verify()
-    except Exception as exc:  # pydicom and Pillow raise many types for damaged input
-        return f"not a readable image ({type(exc).__name__})"
-    return None
-
-
-def check_instances(rows: pd.DataFrame, *, name: str, strict: bool = False) -> tuple[pd.DataFrame, list[dict], int]:
-    """Keep the rows (``sample_id``, ``modality``, ``path``, in order) whose file is there and opens.
-
-    Returns the instances table (``order`` counts within sample and modality, ``frame`` 0), the
-    quarantine records and the number of absent files. Absent files are logged once, as a count;
-    unreadable ones are quarantined, or raise ``CohortError`` with ``strict``.
-    """
-    there = rows["path"].map(os.path.isfile).astype(bool)
-    n_missing = int((~there).sum())
-    if n_missing:
-        log.warning("%s: %d of %d image file(s) absent, counted as missing instances; e.g. %s",
-                    name, n_missing, len(rows), rows["path"][~there].iloc[0])
-    rows = rows[there]
-    reasons = [probe_image(p) for p in rows["path"]]
-    quarantine = [{"path": p, "reason": r} for p, r in zip(rows["path"], reasons) if r is not None]
-    if quarantine and strict:
-        raise CohortError(f"{quarantine[0]['path']}: {quarantine[0]['reason']}")
-    if quarantine:
-        log.warning("%s: %d unreadable image file(s) quarantined; e.g. %s: %s", name, len(quarantine),
-                    quarantine[0]["path"], quarantine[0]["reason"])
-    rows = rows[np.array([r is None for r in reasons], dtype=bool)].reset_index(drop=True)
-    rows["order"] = rows.groupby(["sample_id", "modality"]).cumcount().astype(np.int64)
-    rows["frame"] = np.int64(0)
-    return rows[_INSTANCE_COLUMNS], quarantine, n_missing
-
-
-# -- stand-in -----------------------------------------------------------------------------------
-_FIRST = ["Ingrid", "Tomasz", "Aiko", "Rafael", "Nkechi", "Lars", "Mireille", "Dmitri"]
-_LAST = ["Halvorsen", "Quintanilla", "Wojciechowski", "Nakagawa", "Abernathy", "Okonkwo", "Lindqvist", "Vasquez"]
-_REPORTS = ["Heart size normal and lungs are clear.", "Mild cardiomegaly.", "Small left pleural effusion.",
-            "Patchy opacity at the right base, may reflect atelectasis.", "Support device in place."]
-
-
-def standin(out, *, n_patients: int = 15, seed: int = 0, image_format: str = "jpg") -> Path:
-    """Write a small CheXpert-layout stand-in at ``out`` and return ``out``.
-
-    ``out/train.csv`` (Path, Sex, Age, Frontal/Lateral, AP/PA, the 14 pathologies with 1/0/-1/blank)
-    with paths ``train/patient00001/study1/view1_frontal.jpg`` relative to ``out``; 1 or 2 studies per
-    patient, 1 to 3 views per study (always a frontal), 32x32 grey images. ``image_format="dcm"`` writes
-    DICOM files whose headers carry made-up PatientName/PatientID/PatientBirthDate, so that tests can
-    prove none reaches the cohort. Built in a temporary folder and renamed into place.
-    """
-    if image_format not in ("jpg", "dcm"):
-        raise ValueError(f"image_format={image_format!r}: valid formats are 'jpg' and 'dcm'")
-    with atomic_dir(out) as tmp:
-        _write_standin(tmp, np.random.default_rng(seed), n_patients, image_format)
-    return Path(out)
-
-
-def _write_standin(root: Path, rng: np.random.Generator, n_patients: int, image_format: str) -> None:
-    rows = []
-    for p in range(1, n_patients + 1):
-        identity = {"PatientName": f"{_LAST[rng.integers(len(_LAST))]}^{_FIRST[rng.integers(len(_FIRST))]}",
-                    "PatientID": f"MRN{rng.integers(10**6, 10**7)}",
-                    "PatientBirthDate": f"{rng.integers(1935, 2000)}{rng.integers(1, 13):02d}{rng.integers(1, 28):02d}"}
-        sex, age = str(rng.choice(["Male", "Female"])), int(rng.integers(20, 90))
-        for s in range(1, int(rng.integers(1, 3)) + 1):
-            labels = {c: rng.choice(["1.0", "0.0", "-1.0", ""], p=[0.25, 0.25, 0.15, 0.35]) for c in PATHOLOGIES}
-            ap_pa = str(rng.choice(["AP", "PA"]))
-            views = ["frontal"] + list(rng.choice(["lateral", "frontal"], size=int(rng.integers(0, 3)), p=[0.8, 0.2]))
-            for v, view in enumerate(views, start=1):
-                rel = f"train/patient{p:05d}/study{s}/view{v}_{view}.{image_format}"
-                pixels = _standin_image(rng, labels["Cardiomegaly"] == "1.0")
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                if image_format == "dcm":
-                    _write_dicom(root / rel, pixels, identity, view, ap_pa)
-                else:
-                    Image.fromarray(pixels).save(root / rel, quality=95)
-                rows.append({"Path": rel, "Sex": sex, "Age": age + s - 1, "Frontal/Lateral": view.capitalize(),
-                             "AP/PA": ap_pa if view == "frontal" else "", **labels})
-    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
-
-
-def _standin_image(rng: np.random.Generator, positive: bool) -> np.ndarray:
-    """32x32 8-bit grey: noise around a bright 'heart' disc, larger when the finding is positive."""
-    yy, xx = np.mgrid[0:32, 0:32]
-    radius = 9 if positive else 6
-    disc = ((yy - 18) ** 2 + (xx - 16) ** 2 < radius**2) * 90.0
-    return np.clip(rng.normal(80, 20, (32, 32)) + disc, 0, 255).astype(np.uint8)
-
-
-def _write_dicom(path: Path, pixels: np.ndarray, identity: dict, view: str, ap_pa: str) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = ComputedRadiographyImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.PatientName = identity["PatientName"]
-    ds.PatientID = identity["PatientID"]
-    ds.PatientBirthDate = identity["PatientBirthDate"]
-    ds.ViewPosition = ap_pa if view == "frontal" else "LL"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
-    ds.save_as(path, enforce_file_format=True)

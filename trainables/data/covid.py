@@ -47,11 +47,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..lookup import unknown as unknown_name
+from .adapter import Param, as_text, hint, need_root, resolve_options
 from .cohort import Cohort, CohortError, Target
-from .leakage import column_scores, scan
-from .manifest import as_text, atomic_dir, did_you_mean, unreadable
+from .quarantine import unreadable
 
-__all__ = ["load", "standin", "scrub", "leak_pattern", "DEFAULT_LEAK_TERMS", "METADATA"]
+__all__ = ["NAME", "OPTIONS", "load", "scrub", "leak_pattern", "DEFAULT_LEAK_TERMS", "METADATA", "COLUMNS"]
 
 METADATA = "metadata_subset.csv"
 MODALITY = "xray"
@@ -72,7 +73,7 @@ EXCLUDED = {
        for c in ("temperature", "pO2_saturation", "leukocyte_count", "neutrophil_count", "lymphocyte_count")},
 }
 # the real table's columns, in order (the stand-in writes them all)
-_COLUMNS = ["patientid", "offset", "sex", "age", "finding", "survival", "intubated", "intubation_present", "went_icu",
+COLUMNS = ["patientid", "offset", "sex", "age", "finding", "survival", "intubated", "intubation_present", "went_icu",
             "in_icu", "needed_supplemental_O2", "extubated", "temperature", "pO2_saturation", "leukocyte_count",
             "neutrophil_count", "lymphocyte_count", "view", "modality", "date", "location", "folder", "filename", "doi",
             "url", "license", "clinical_notes", "other_notes", "Unnamed: 28"]
@@ -98,27 +99,37 @@ def scrub(notes: pd.Series, terms: Sequence[str]) -> pd.Series:
     return out.str.replace(r"\s+", " ", regex=True).str.replace(r"\s+([.,;:])", r"\1", regex=True).str.strip()
 
 
-def load(root: str | Path, *, target: str = "covid", leak_terms: Sequence[str] = DEFAULT_LEAK_TERMS,
-         views: Sequence[str] | None = None, allow_leaky: Sequence[str] = (), strict: bool = False,
-         threshold: float = 0.95) -> Cohort:
+NAME = "covid_cxr"
+OPTIONS = {
+    "target": Param(str, "covid", choices=("covid", "finding"),
+                    doc="covid: COVID-19 or other (binary); finding: the finding values present (multiclass)"),
+    "leak_terms": Param((list, tuple), DEFAULT_LEAK_TERMS, doc="terms removed from the clinical notes"),
+    "views": Param((list, tuple), None, nullable=True, doc="keep only these projections, e.g. [\"PA\", \"AP\"]"),
+    "allow_leaky": Param((list, tuple), (), doc="flagged columns to keep in tabular anyway"),
+    "threshold": Param(float, 0.95, low=0.5, high=1.0, doc="the leakage guard's AUC / balanced-accuracy threshold"),
+}
+
+
+def load(root: str | Path | None = None, *, strict: bool = False, **options) -> Cohort:
     """The COVID chest X-ray cohort at ``root`` (``metadata_subset.csv`` and ``images/``).
 
-    ``target``: "covid" (binary) or "finding" (multiclass). ``leak_terms``: removed from the notes.
-    ``views``: keep only these projections (e.g. ["PA", "AP"]). ``allow_leaky``: flagged columns to keep
-    in ``tabular``. ``threshold``: the leakage guard's threshold.
+    ``options`` (``OPTIONS``): ``target``: "covid" (binary) or "finding" (multiclass). ``leak_terms``: removed
+    from the notes. ``views``: keep only these projections (e.g. ["PA", "AP"]). ``allow_leaky``: flagged
+    columns to keep in ``tabular``. ``threshold``: the leakage guard's threshold.
     """
-    root = Path(root)
+    from .leakage import column_scores, scan  # scikit-learn, imported when a cohort is loaded
+
+    o = resolve_options(NAME, OPTIONS, options)
+    target, leak_terms, views, allow_leaky, threshold = (o[k] for k in OPTIONS)
+    root = need_root(NAME, root, f"the folder holding {METADATA} and images/")
     meta = root / METADATA
-    if target not in ("covid", "finding"):
-        raise CohortError(f"covid_cxr: unknown target {target!r}{did_you_mean(target, ['covid', 'finding'])}; "
-                          f"targets: covid, finding")
     if not meta.is_file():
         raise CohortError(f"covid_cxr: {meta}: file not found (expected {METADATA} and images/)")
     df = pd.read_csv(meta, dtype={"patientid": str, "filename": str, "finding": str})
     missing_cols = [c for c in REQUIRED if c not in df.columns]
     if missing_cols:
         c = missing_cols[0]
-        raise CohortError(f"covid_cxr: {meta}: no column {c!r}{did_you_mean(c, list(df.columns))}")
+        raise CohortError(f"covid_cxr: {meta}: no column {c!r}{hint(c, df.columns)}")
     df.index = df.index + 2  # spreadsheet line numbers: the header is line 1
     for col in ("patientid", "filename", "finding", "view"):
         df[col] = as_text(df[col])
@@ -131,8 +142,7 @@ def load(root: str | Path, *, target: str = "covid", leak_terms: Sequence[str] =
         present = sorted(df["view"].dropna().unique())
         unknown = [v for v in views if v not in present]
         if unknown:
-            raise CohortError(f"covid_cxr: unknown view {unknown[0]!r}{did_you_mean(unknown[0], present)}; "
-                              f"views present: {present}")
+            raise CohortError("covid_cxr: " + unknown_name("view", unknown[0], present, "views", noun="values"))
         df = df[df["view"].isin(views)]
 
     is_covid = df["finding"].map(lambda f: any(p.strip().upper() == "COVID-19" for p in f.split(",")))
@@ -148,8 +158,7 @@ def load(root: str | Path, *, target: str = "covid", leak_terms: Sequence[str] =
     })
     unknown = [c for c in allow_leaky if c not in (*TABULAR, *others)]
     if unknown:
-        raise CohortError(f"covid_cxr: allow_leaky names unknown column {unknown[0]!r}"
-                          f"{did_you_mean(unknown[0], [*TABULAR, *others])}; columns: {[*TABULAR, *others]}")
+        raise CohortError("covid_cxr: " + unknown_name("column", unknown[0], [*TABULAR, *others], "allow_leaky"))
 
     y = np.searchsorted(np.array(classes), samples[target].to_numpy()) if target == "finding" else is_covid.to_numpy(int)
     groups = samples["patient_id"].to_numpy()
@@ -210,55 +219,3 @@ def _one_row_per_file(df: pd.DataFrame, meta: Path) -> tuple[pd.DataFrame, str]:
     pairs = ", ".join(f"{k}->{find(k)}" for k in sorted(alias))
     return kept, (f"{len(df) - len(kept)} repeated row(s) of the same image dropped; patient ids that share an "
                   f"image merged ({pairs})")
-
-
-def standin(out: str | Path, *, n_patients: int = 20, seed: int = 0) -> Path:
-    """Write a small stand-in at ``out`` (which must not exist) in the real layout: ``metadata_subset.csv``
-    (the real columns, the trailing empty ``Unnamed: 28`` included) and ``images/`` (48x48 grey PNG and
-    JPEG, hazier for COVID-19). One to three images per patient; notes name the finding in about half of
-    the COVID-19 rows; the last image is listed again under a new patient id, as in the
-    real subset. Built in a temporary folder and renamed into place."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    findings = ["COVID-19", "COVID-19", "COVID-19, ARDS", "Pneumonia", "Legionella", "No Finding"]
-    leaky = ["RT-PCR positive for COVID-19.", "SARS-CoV-2 RNA was detected.", "Returned from Wuhan; coronavirus test positive.",
-             "Typical for COVID 19 (COVID19) pneumonia."]
-    plain = ["Bilateral patchy opacities.", "Fever and cough for 5 days.", "No pleural effusion.",
-             "Right lower lobe consolidation."]
-    yes_no = [None, "Y", "N"]
-    rows, pictures = [], []
-    for p in range(n_patients):
-        finding = findings[p % len(findings)]
-        covid = finding.startswith("COVID")
-        sex, age = ("M", "F")[rng.integers(2)], float(rng.integers(25, 85))
-        for k in range(int(rng.integers(1, 4))):
-            name = f"p{p:03d}-{k}.{'png' if k % 2 == 0 else 'jpg'}"
-            note = " ".join(rng.choice(plain, 2, replace=False))
-            if covid and rng.random() < 0.5:
-                note += " " + leaky[rng.integers(len(leaky))]
-            rows.append({
-                "patientid": str(100 + p), "offset": float(k * 3) if covid else np.nan, "sex": sex, "age": age,
-                "finding": finding, **{c: yes_no[rng.integers(3)] for c in ("survival", "intubated", "went_icu")},
-                "view": ("PA", "AP", "AP Supine", "L")[rng.integers(4)], "modality": "X-ray",
-                "date": "2020" if covid else "2017", "location": "Somewhere", "folder": "images", "filename": name,
-                "url": f"https://example.org/case/{p}", "license": "CC BY",
-                "clinical_notes": note if rng.random() > 0.1 else np.nan,
-            })
-            pictures.append((name, _cxr_image(rng, covid)))
-    rows.append({**rows[-1], "patientid": str(100 + n_patients)})  # the same file under a second patient id
-    with atomic_dir(out) as tmp:
-        pd.DataFrame(rows).reindex(columns=_COLUMNS).to_csv(tmp / METADATA, index=False)
-        (tmp / "images").mkdir()
-        for name, pixels in pictures:
-            Image.fromarray(pixels).save(tmp / "images" / name)
-    return Path(out)
-
-
-def _cxr_image(rng: np.random.Generator, covid: bool, size: int = 48) -> np.ndarray:
-    """A grey 8-bit 'chest': two dark lung fields, hazier (brighter, smoother) for COVID-19."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    lungs = np.exp(-(((xx - 0.3) ** 2 + (yy - 0.5) ** 2) / 0.03)) + np.exp(-(((xx - 0.7) ** 2 + (yy - 0.5) ** 2) / 0.03))
-    haze = 35.0 if covid else 0.0
-    image = 170 - (110 - haze) * lungs + rng.normal(0, 8, (size, size))
-    return np.clip(image, 0, 255).astype(np.uint8)

@@ -46,8 +46,6 @@ is quarantined (``strict=True`` raises).
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import os
 import tarfile
@@ -55,17 +53,17 @@ import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from .chexpert import check_instances
+from ..lookup import check as check_name
+from .adapter import Param, need_root, resolve_options
 from .cohort import Cohort, CohortError, Target
-from .files import atomic_dir
+from .quarantine import check_instances
 
-__all__ = ["SECTIONS", "CLASSES", "load", "standin"]
+__all__ = ["NAME", "OPTIONS", "SECTIONS", "CLASSES", "XML_ARCHIVE", "XML_FOLDER", "REPORTS_CSV",
+           "PROJECTIONS_CSV", "METADATA", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +74,29 @@ LEAKS = ("the MeSH tags that define the normal/abnormal label are derived from t
 _LEAKING = ("findings", "impression")
 _VIEW_OF_POSITION = {"PA": "frontal", "AP": "frontal", "LL": "lateral", "LATERAL": "lateral", "RL": "lateral",
                      "LARGE LATERAL": "lateral"}
-_XML_ARCHIVE, _XML_FOLDER = "NLMCXR_reports.tgz", "ecgen-radiology"
-_REPORTS_CSV, _PROJECTIONS_CSV = "indiana_reports.csv", "indiana_projections.csv"
-_METADATA = ("nlmcxr_dicom_metadata.csv.gz", "nlmcxr_dicom_metadata.csv")
+XML_ARCHIVE, XML_FOLDER = "NLMCXR_reports.tgz", "ecgen-radiology"
+REPORTS_CSV, PROJECTIONS_CSV = "indiana_reports.csv", "indiana_projections.csv"
+METADATA = ("nlmcxr_dicom_metadata.csv.gz", "nlmcxr_dicom_metadata.csv")
 
 
-def load(root, *, layout: str = "auto", sections=("indication",), images_dir=None, strict: bool = False) -> Cohort:
+NAME = "iu_xray"
+OPTIONS = {
+    "layout": Param(str, "auto", choices=("auto", "xml", "csv"),
+                    doc=f"xml: {XML_ARCHIVE} or {XML_FOLDER}/; csv: {REPORTS_CSV} (auto: the one found, xml first)"),
+    "sections": Param((list, tuple, str), ("indication",),
+                      doc=f"the report sections the cohort's text holds, of {', '.join(SECTIONS)} (findings and "
+                          f"impression leak the label)"),
+    "images_dir": Param((str, os.PathLike), None, nullable=True,
+                        doc="the PNG folder (default images/ or NLMCXR_png/ beside the reports; none: text only)"),
+}
+
+
+def load(root: str | Path | None = None, *, strict: bool = False, **options) -> Cohort:
     """Load IU-Xray from ``root`` (the folder, the ``.tgz`` or ``indiana_reports.csv``) as a cohort."""
-    root = Path(root)
-    sections = _check_sections(sections)
+    o = resolve_options(NAME, OPTIONS, options)
+    layout, images_dir = o["layout"], o["images_dir"]
+    root = need_root(NAME, root, f"the folder holding {XML_ARCHIVE} or {REPORTS_CSV}")
+    sections = _check_sections(o["sections"])
     layout, source = _detect(root, layout)
     base = source.parent if source.is_file() else root
     view_sources: dict[str, int] = {}
@@ -96,7 +108,7 @@ def load(root, *, layout: str = "auto", sections=("indication",), images_dir=Non
             images["path"] = _xml_paths(images["image_id"], folder)
     else:
         reports = _read_reports_csv(source)
-        images = _read_projections(base / _PROJECTIONS_CSV, reports)
+        images = _read_projections(base / PROJECTIONS_CSV, reports)
         folder = _image_folder(base, images_dir, ("images/images_normalized", "images"))
         if folder is not None:
             images["path"] = str(folder.resolve()) + "/" + images["filename"]
@@ -120,7 +132,7 @@ def load(root, *, layout: str = "auto", sections=("indication",), images_dir=Non
         if view_sources:
             description += f"; views of the {len(images)} listed images: " + ", ".join(
                 f"{v} from {k}" for k, v in view_sources.items() if v)
-    return Cohort(name="iu_xray", samples=reports, instances=instances,
+    return Cohort(name=NAME, samples=reports, instances=instances,
                   targets=[Target("label", "binary", CLASSES, masked=True)],
                   modalities=["frontal", "lateral"] if folder is not None else [], text=list(sections),
                   description=description, quarantine=quarantine,
@@ -130,28 +142,25 @@ def load(root, *, layout: str = "auto", sections=("indication",), images_dir=Non
 # -- layout -------------------------------------------------------------------------------------
 def _check_sections(sections) -> tuple[str, ...]:
     sections = (sections,) if isinstance(sections, str) else tuple(sections)
-    unknown = [s for s in sections if s not in SECTIONS]
-    if unknown:
-        raise CohortError(f"iu_xray: unknown section(s) {unknown}; valid sections: {list(SECTIONS)}")
+    for s in sections:
+        check_name("section", s, SECTIONS, "sections", error=CohortError)
     return tuple(dict.fromkeys(sections))
 
 
 def _detect(root: Path, layout: str) -> tuple[str, Path]:
     """(layout, source): the tgz / XML folder for ``xml``, the reports CSV for ``csv``."""
-    if layout not in ("auto", "xml", "csv"):
-        raise CohortError(f"iu_xray: layout={layout!r}; valid layouts: 'auto', 'xml', 'csv'")
     if not root.exists():
-        raise CohortError(f"{root}: not found (expected {_XML_ARCHIVE}, a folder of report XML files or {_REPORTS_CSV})")
+        raise CohortError(f"{root}: not found (expected {XML_ARCHIVE}, a folder of report XML files or {REPORTS_CSV})")
     if root.is_file():
         found = {"csv" if root.suffix.lower() == ".csv" else "xml": root}
     else:
-        xml = next((p for p in (root / _XML_ARCHIVE, root / _XML_FOLDER) if p.exists()), None)
+        xml = next((p for p in (root / XML_ARCHIVE, root / XML_FOLDER) if p.exists()), None)
         if xml is None and next(root.glob("*.xml"), None) is not None:
             xml = root
-        found = {k: v for k, v in (("xml", xml), ("csv", root / _REPORTS_CSV)) if v is not None and v.exists()}
+        found = {k: v for k, v in (("xml", xml), ("csv", root / REPORTS_CSV)) if v is not None and v.exists()}
     pick = "xml" if layout == "auto" and "xml" in found else ("csv" if layout == "auto" else layout)
     if pick not in found:
-        want = {"xml": f"{_XML_ARCHIVE}, {_XML_FOLDER}/ or *.xml", "csv": _REPORTS_CSV}
+        want = {"xml": f"{XML_ARCHIVE}, {XML_FOLDER}/ or *.xml", "csv": REPORTS_CSV}
         wanted = want[pick] if layout != "auto" else f"{want['xml']} or {want['csv']}"
         raise CohortError(f"{root}: no IU-Xray reports found for layout {layout!r} (expected {wanted})")
     return pick, found[pick]
@@ -232,11 +241,11 @@ def _xml_views(images: pd.DataFrame, base: Path) -> tuple[pd.Series, dict[str, i
     key = _bare(images["image_id"])
     view = pd.Series(np.nan, index=images.index, dtype=object)
     sources = {}
-    if (base / _PROJECTIONS_CSV).is_file():
-        proj = _projections_table(base / _PROJECTIONS_CSV)
+    if (base / PROJECTIONS_CSV).is_file():
+        proj = _projections_table(base / PROJECTIONS_CSV)
         view = key.map(dict(zip(_bare(proj["filename"]), proj["modality"])))
-        sources[_PROJECTIONS_CSV] = int(view.notna().sum())
-    meta = next((base / m for m in _METADATA if (base / m).is_file()), None)
+        sources[PROJECTIONS_CSV] = int(view.notna().sum())
+    meta = next((base / m for m in METADATA if (base / m).is_file()), None)
     if meta is not None:
         before = int(view.notna().sum())
         view = view.fillna(key.map(_metadata_views(meta)))
@@ -320,134 +329,6 @@ def _read_projections(path: Path, reports: pd.DataFrame) -> pd.DataFrame:
     unknown = ~images["sample_id"].isin(reports["sample_id"])
     if unknown.any():
         row = images.index[unknown][0]
-        raise CohortError(f"{path}: row {row}, column 'uid': {images.at[row, 'sample_id']!r} is not in {_REPORTS_CSV}")
+        raise CohortError(f"{path}: row {row}, column 'uid': {images.at[row, 'sample_id']!r} is not in {REPORTS_CSV}")
     images["position"] = images.groupby("sample_id").cumcount()
     return images.reset_index(drop=True)
-
-
-# -- stand-in -----------------------------------------------------------------------------------
-_ABNORMAL_TAGS = ["Cardiomegaly/mild", "Opacity/lung/base/left", "Pulmonary Atelectasis/base/right",
-                  "Calcified Granuloma/lung/upper lobe/right", "Pleural Effusion/right/small", "Thoracic Vertebrae/degenerative"]
-_INDICATIONS = ["Chest pain.", "Cough and fever.", "Preoperative evaluation.", "Shortness of breath.", "", "Positive TB test."]
-_NORMAL_FINDINGS = "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax."
-_VIEW_PATTERNS = [("frontal", "lateral"), ("frontal", "lateral"), ("frontal", "lateral"), ("frontal",),
-                  ("lateral", "frontal"), ("frontal", "lateral", "lateral"), ()]
-
-
-def standin(out, *, n: int = 20, seed: int = 0, layout: str = "xml") -> Path:
-    """Write a small IU-Xray stand-in at ``out`` and return ``out``.
-
-    ``layout="xml"``: ``NLMCXR_reports.tgz`` (reports in the real XML schema, ``ecgen-radiology/<n>.xml``),
-    ``images/CXR<n>_IM-....png`` (32x32 grey PNG), and ``nlmcxr_dicom_metadata.csv.gz`` giving the view of
-    about 70% of the images beside made-up patient names, ids and birth dates (so tests can prove none
-    reaches the cohort). ``layout="csv"``: the Kaggle ``indiana_reports.csv``, ``indiana_projections.csv`` and
-    ``images/images_normalized/<n>_IM-....dcm.png``. About 40% of reports are normal, one is 'No
-    Indexing', the rest abnormal (with a brighter blob in their images); one report in seven has no
-    image. Built in a temporary folder and renamed into place.
-    """
-    if layout not in ("xml", "csv"):
-        raise ValueError(f"layout={layout!r}: valid layouts are 'xml' and 'csv'")
-    with atomic_dir(out) as tmp:
-        records = _standin_records(np.random.default_rng(seed), n)
-        (_write_xml_layout if layout == "xml" else _write_csv_layout)(tmp, records, np.random.default_rng(seed + 1))
-    return Path(out)
-
-
-def _standin_records(rng: np.random.Generator, n: int) -> list[dict]:
-    records = []
-    no_indexing = int(rng.integers(1, n + 1))
-    for i in range(1, n + 1):
-        if i == no_indexing:
-            kind, majors = "normal", ["No Indexing"]
-        elif rng.random() < 0.4:
-            kind, majors = "normal", ["normal"]
-        else:
-            kind = "abnormal"
-            majors = list(rng.choice(_ABNORMAL_TAGS, size=int(rng.integers(1, 4)), replace=False))
-        findings = _NORMAL_FINDINGS if kind == "normal" else " ".join(f"{m.split('/')[0]} is seen." for m in majors)
-        views = _VIEW_PATTERNS[int(rng.integers(len(_VIEW_PATTERNS)))]
-        records.append({
-            "uid": str(i), "majors": majors, "abnormal": kind == "abnormal",
-            "indication": str(rng.choice(_INDICATIONS)), "comparison": "None." if rng.random() < 0.5 else "",
-            "findings": findings, "impression": "No acute disease." if kind == "normal" else "Abnormal chest.",
-            "images": [(f"{i}_IM-{i:04d}-{1000 * (k + 1) + 1}", v) for k, v in enumerate(views)],
-        })
-    return records
-
-
-def _standin_png(path: Path, rng: np.random.Generator, abnormal: bool) -> None:
-    yy, xx = np.mgrid[0:32, 0:32]
-    blob = ((yy - 14) ** 2 + (xx - 18) ** 2 < 25) * (90.0 if abnormal else 0.0)
-    Image.fromarray(np.clip(rng.normal(90, 20, (32, 32)) + blob, 0, 255).astype(np.uint8)).save(path)
-
-
-def _report_xml(r: dict) -> str:
-    sections = "\n".join(
-        f'            <AbstractText Label="{s.upper()}">{escape(r[s])}</AbstractText>' if r[s]
-        else f'            <AbstractText Label="{s.upper()}"/>' for s in ("comparison", "indication", "findings", "impression"))
-    majors = "\n".join(f"      <major>{escape(m)}</major>" for m in r["majors"])
-    images = "\n".join(
-        f"   <parentImage id={quoteattr('CXR' + key)}>\n      <figureId>F{k + 1}</figureId>\n"
-        f"      <caption>Xray Chest PA and Lateral</caption>\n      <panel type=\"single\">\n"
-        f"         <url>/hadoop/storage/radiology/extract/CXR{key}.jpg</url>\n      </panel>\n   </parentImage>"
-        for k, (key, _) in enumerate(r["images"]))
-    return f"""<?xml version="1.0" encoding="utf-8"?>
-<eCitation>
-   <meta type="rr"/>
-   <uId id="CXR{r['uid']}"/>
-   <pmcId id="{r['uid']}"/>
-   <docSource>CXR</docSource>
-   <IUXRId id="{r['uid']}"/>
-   <publisher>Indiana University</publisher>
-   <MedlineCitation Owner="Indiana University" Status="supplied by publisher">
-      <Article PubModel="Electronic">
-         <ArticleTitle>Indiana University Chest X-ray Collection</ArticleTitle>
-         <Abstract>
-{sections}
-         </Abstract>
-      </Article>
-   </MedlineCitation>
-   <MeSH>
-{majors}
-   </MeSH>
-{images}
-</eCitation>
-"""
-
-
-def _write_xml_layout(root: Path, records: list[dict], rng: np.random.Generator) -> None:
-    (root / "images").mkdir()
-    meta = []
-    with tarfile.open(root / _XML_ARCHIVE, "w:gz") as tf:
-        for r in records:
-            data = _report_xml(r).encode()
-            info = tarfile.TarInfo(f"{_XML_FOLDER}/{r['uid']}.xml")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-            for key, view in r["images"]:
-                _standin_png(root / "images" / f"CXR{key}.png", rng, r["abnormal"])
-                if rng.random() >= 0.7:
-                    continue
-                position = rng.choice(["PA", "AP"] if view == "frontal" else ["LL", "LATERAL"])
-                meta.append({"imageid": f"CXR{key}", "Patient ID": f"MRN{rng.integers(10**6, 10**7)}",
-                             "Patient's Name": f"Zbigniew^Achterberg{r['uid']}",
-                             "Patient's Birth Date": f"19{rng.integers(30, 99)}0{rng.integers(1, 10)}1{rng.integers(0, 10)}",
-                             "View Position": str(position)})
-    with gzip.open(root / _METADATA[0], "wt", newline="") as f:
-        pd.DataFrame(meta, columns=["imageid", "Patient ID", "Patient's Name", "Patient's Birth Date",
-                                    "View Position"]).to_csv(f, index=False)
-
-
-def _write_csv_layout(root: Path, records: list[dict], rng: np.random.Generator) -> None:
-    folder = root / "images" / "images_normalized"
-    folder.mkdir(parents=True)
-    reports, projections = [], []
-    for r in records:
-        reports.append({"uid": r["uid"], "MeSH": ";".join(r["majors"]),
-                        "Problems": ";".join(dict.fromkeys(m.split("/")[0] for m in r["majors"])),
-                        "image": "Xray Chest PA and Lateral", **{s: r[s] for s in SECTIONS}})
-        for key, view in r["images"]:
-            _standin_png(folder / f"{key}.dcm.png", rng, r["abnormal"])
-            projections.append({"uid": r["uid"], "filename": f"{key}.dcm.png", "projection": view.capitalize()})
-    pd.DataFrame(reports).to_csv(root / _REPORTS_CSV, index=False)
-    pd.DataFrame(projections, columns=["uid", "filename", "projection"]).to_csv(root / _PROJECTIONS_CSV, index=False)

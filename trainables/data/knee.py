@@ -33,19 +33,20 @@ folder the cohort is tabular-only: no modalities, no instances.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..lookup import unknown as unknown_name
+from .adapter import Param, as_text, hint, need_root, resolve_options
 from .cohort import Cohort, CohortError, Target
 from .images import order_series
-from .leakage import column_scores, scan
-from .manifest import as_text, atomic_dir, did_you_mean, unreadable
+from .quarantine import unreadable
 
-__all__ = ["load", "standin", "clean_header", "CLASSES", "TARGET"]
+__all__ = ["NAME", "OPTIONS", "load", "clean_header", "CLASSES", "TARGET", "REAL_HEADER"]
 
 CLASSES = ("normal", "osteopenia", "osteoporosis")
 TARGET = "diagnosis"
@@ -58,7 +59,7 @@ DEFINING = {"z_score_value": "bone-density Z-score: the T-score's measurement re
                             "group; the T-score defines {target!r} and age plus Z-score recovers much of it"}
 
 # The real sheet's header, as published (messy on purpose: the stand-in must exercise the cleaning).
-_REAL_HEADER = [
+REAL_HEADER = [
     "S.No", "Patient Id", "Joint Pain:", "Gender", "Age", "Menopause Age", "height  (meter)", "Weight (KG) ",
     "Smoker", "Alcoholic", "Diabetic", "Hypothyroidism", "Number of Pregnancies", "Seizer Disorder",
     "Estrogen Use", "Occupation ", "History of Fracture", "Dialysis:", "Family History of Osteoporosis",
@@ -74,22 +75,35 @@ def clean_header(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", s).strip("_")
 
 
-def load(root: str | Path | None = None, *, sheet: str | Path | None = None, images: str | Path | None = None,
-         allow_leaky: Sequence[str] = (), strict: bool = False, threshold: float = 0.95) -> Cohort:
+NAME = "knee"
+OPTIONS = {
+    "sheet": Param((str, os.PathLike), None, nullable=True,
+                   doc="the clinical sheet, .csv or .xlsx (default: root/patient_details.csv or .xlsx)"),
+    "images": Param((str, os.PathLike), None, nullable=True,
+                    doc="the folder of class folders of X-rays (default: root/images when present; none: tabular only)"),
+    "allow_leaky": Param((list, tuple), (), doc="flagged columns to keep in tabular anyway (cleaned names)"),
+    "threshold": Param(float, 0.95, low=0.5, high=1.0, doc="the leakage guard's AUC / balanced-accuracy threshold"),
+}
+
+
+def load(root: str | Path | None = None, *, strict: bool = False, **options) -> Cohort:
     """The knee cohort from ``sheet`` (default ``root/patient_details.csv`` or ``.xlsx``) and ``images``
     (default ``root/images`` when present; none: a tabular-only cohort).
 
-    ``allow_leaky``: flagged columns to keep in ``tabular`` anyway (cleaned names).
-    ``threshold``: the leakage guard's AUC / balanced-accuracy threshold.
+    ``options`` (``OPTIONS``): ``allow_leaky``: flagged columns to keep in ``tabular`` anyway (cleaned
+    names); ``threshold``: the leakage guard's AUC / balanced-accuracy threshold.
     """
-    root = Path(root) if root is not None else None
+    from .leakage import column_scores, scan  # scikit-learn, imported when a cohort is loaded
+
+    o = resolve_options(NAME, OPTIONS, options)
+    sheet, images, allow_leaky, threshold = o["sheet"], o["images"], o["allow_leaky"], o["threshold"]
     if sheet is None:
-        if root is None:
-            raise CohortError("knee: give root (a folder with patient_details.csv) or sheet=")
+        root = need_root(NAME, root, "the folder holding the clinical sheet and image folders")
         found = [root / n for n in SHEET_NAMES if (root / n).is_file()]
         if not found:
             raise CohortError(f"knee: {root}: no {' or '.join(SHEET_NAMES)}; pass sheet= to name the sheet")
         sheet = found[0]
+    root = Path(root) if root is not None else None
     if images is None and root is not None and (root / "images").is_dir():
         images = root / "images"
     sheet = Path(sheet)
@@ -98,8 +112,7 @@ def load(root: str | Path | None = None, *, sheet: str | Path | None = None, ima
     features = [c for c in samples.columns if c not in ("sample_id", "patient_id", TARGET)]
     unknown = [c for c in allow_leaky if c not in features]
     if unknown:
-        raise CohortError(f"knee: allow_leaky names unknown column {unknown[0]!r}"
-                          f"{did_you_mean(unknown[0], features)}; columns: {features}")
+        raise CohortError("knee: " + unknown_name("column", unknown[0], features, "allow_leaky"))
     y = samples[TARGET].map({c: k for k, c in enumerate(CLASSES)}).to_numpy()
     groups = samples["patient_id"].to_numpy()
     flagged = scan(samples[features], y, groups, threshold=threshold, target=TARGET)
@@ -152,7 +165,7 @@ def _read_sheet(sheet: Path) -> pd.DataFrame:
     for col in ("patient_id", TARGET):
         if col not in df.columns:
             raise CohortError(f"knee: sheet {sheet}: no column {col!r} after cleaning the headers"
-                              f"{did_you_mean(col, list(df.columns))}; columns: {list(df.columns)}")
+                              f"{hint(col, df.columns)}; columns: {list(df.columns)}")
 
     problems = []  # lines as in a spreadsheet: the header is line 1, row i is line i + 2
     ids = as_text(df["patient_id"])
@@ -163,8 +176,8 @@ def _read_sheet(sheet: Path) -> pd.DataFrame:
     diagnosis = as_text(df[TARGET]).str.lower()
     for i in np.flatnonzero(~diagnosis.isin(CLASSES)):
         value = diagnosis.iloc[i]
-        problems.append(f"line {i + 2}, column {seen[TARGET]!r}: " + ("blank" if pd.isna(value) else
-                        f"unknown diagnosis {value!r}{did_you_mean(value, CLASSES)}") + f"; known: {list(CLASSES)}")
+        problems.append(f"line {i + 2}, column {seen[TARGET]!r}: " + (f"blank; known: {list(CLASSES)}" if pd.isna(value)
+                        else unknown_name("diagnosis", value, CLASSES, noun="values")))
     if problems:
         raise CohortError(f"knee: sheet {sheet}: " + "; ".join(problems[:20])
                           + (f"; ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
@@ -188,8 +201,7 @@ def _join_images(images: Path, samples: pd.DataFrame, strict: bool) -> tuple[pd.
             raise CohortError(f"knee: {entry}: expected class folders {list(CLASSES)} in {images}, found a file")
         label = entry.name.strip().lower()
         if label not in CLASSES:
-            raise CohortError(f"knee: {entry}: unknown class folder {entry.name!r}{did_you_mean(label, CLASSES)}; "
-                              f"known: {list(CLASSES)}")
+            raise CohortError(f"knee: {entry}: " + unknown_name("class folder", entry.name, CLASSES))
         files += [(label, p) for p in sorted(entry.rglob("*")) if p.is_file() and not p.name.startswith(".")]
 
     diagnosis = dict(zip(samples["patient_id"], samples[TARGET]))
@@ -246,7 +258,7 @@ def _mapping(images: Path, diagnosis: dict[str, str], strict: bool) -> tuple[dic
     for i, (file, pid) in enumerate(zip(table["file"].str.strip(), table["patient_id"].str.strip())):
         if pid not in diagnosis:
             raise CohortError(f"knee: {images / MAPPING}: line {i + 2}: patient id {pid!r} is not in the sheet"
-                              f"{did_you_mean(pid, list(diagnosis))}")
+                              f"{hint(pid, diagnosis)}")
         path = (images / file).resolve()
         if not path.is_file():
             missing.append(f"line {i + 2}: file not found: {file!r}")
@@ -254,53 +266,3 @@ def _mapping(images: Path, diagnosis: dict[str, str], strict: bool) -> tuple[dic
     if strict and missing:
         raise CohortError(f"knee: {images / MAPPING}: " + "; ".join(missing[:20]))
     return owner, len(missing)
-
-
-def standin(out: str | Path, *, n_patients: int = 30, seed: int = 0) -> Path:
-    """Write a small stand-in at ``out`` (which must not exist): ``patient_details.csv`` with the real
-    sheet's messy header and ``images/<Class>/<patient id>_<k>.png`` (32x32 grey; about 1 patient in 10
-    has none). Labels follow the T-score rule; images get darker and grainier with the class (weakly).
-    Built in a temporary folder and renamed into place."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.resize([0, 1, 1, 2], n_patients))
-    counters = {0: 0, 1: 0, 2: 0}
-    rows, pictures = [], []
-    for i, k in enumerate(labels):
-        counters[k] += 1
-        pid = f"{('N', 'OP', 'OS')[k]}{counters[k]}"
-        female = rng.random() < 0.7
-        age = int(np.clip(rng.normal(50 + 5 * k, 9), 25, 85))
-        t_score = round(float(rng.uniform(*((-0.9, 1.5), (-2.4, -1.1), (-4.0, -2.6))[k])), 2)
-        height = round(float(rng.normal(1.6, 0.08)), 5)
-        weight = int(rng.normal(68, 11))
-        bmi = weight / height**2
-        rows.append([
-            i + 1, pid, rng.choice(["yes", "no"]), "female" if female else "male", age,
-            int(rng.integers(40, 52)) if female and age > 50 else np.nan, height, weight,
-            rng.choice(["yes", "no"]), "no", rng.choice(["yes", "no"], p=[0.2, 0.8]), rng.choice(["yes", "no"]),
-            int(rng.integers(0, 7)) if female else np.nan, "no", rng.choice(["yes", "no"], p=[0.1, 0.9]),
-            rng.choice(["h.wife", "teacher ", "farmer", "shopkeeper"]), rng.choice(["no", "L.knee", "R.knee "]),
-            "no", rng.choice(["yes", "no"]), float(rng.choice([0.5, 1, 2, 5])),
-            rng.choice(["normal", "low protiens", "low fats"]), rng.choice(["normal", "no", "B.P"]),
-            t_score, round(t_score + (age - 50) * 0.03 + float(rng.normal(0, 0.4)), 2), bmi, "knee",
-            "normal weight" if bmi < 25 else rng.choice(["over weight", "overweight", "obesity "]),
-            CLASSES[k],
-        ])
-        n_images = 0 if i % 10 == 9 else int(rng.integers(1, 3))
-        pictures += [(CLASSES[k].capitalize(), f"{pid}_{j + 1}.png", _knee_image(rng, k)) for j in range(n_images)]
-    with atomic_dir(out) as tmp:
-        pd.DataFrame(rows, columns=_REAL_HEADER).to_csv(tmp / "patient_details.csv", index=False)
-        for folder, name, pixels in pictures:
-            (tmp / "images" / folder).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(tmp / "images" / folder / name)
-    return Path(out)
-
-
-def _knee_image(rng: np.random.Generator, k: int, size: int = 32) -> np.ndarray:
-    """A grey 8-bit image: a bright 'bone' band whose brightness falls and grain rises with class ``k``."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    bone = np.exp(-((xx - 0.5) ** 2) / 0.02) * (150 - 15 * k)
-    grain = rng.normal(0, 6 + 4 * k, (size, size))
-    return np.clip(40 + bone + grain + 10 * yy, 0, 255).astype(np.uint8)

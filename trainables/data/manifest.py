@@ -8,7 +8,7 @@ columns, and image columns. Each image column maps to a modality and holds, per 
   position along the slice normal, then Instance Number, then natural file-name order);
 - several such paths separated by ``;`` (instances follow in the order given).
 
-Relative paths are resolved against ``root`` (default: the manifest's folder). A blank cell means the
+Relative paths are resolved against ``image_root`` (default: the manifest's folder). A blank cell means the
 sample has no image of that modality. Several image columns may feed one modality (in column order).
 
 Validation collects every problem before raising one :class:`CohortError` that lists them (capped at
@@ -22,50 +22,60 @@ and an unreadable file (read by :func:`read_slice`) goes to ``cohort.quarantine`
 
 Tabular columns are kept as read: numbers stay numeric, anything else is categorical, blanks are NaN.
 Text columns: blank -> "".
-
-This module also holds the helpers the other file-based adapters share: :func:`unreadable`,
-:func:`atomic_dir`, :func:`did_you_mean` and :func:`as_text`.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..lookup import check as check_name, unknown as unknown_name
+from ..registry import REQUIRED
+from .adapter import Param, as_text, hint, need_root, resolve_options
 from .cohort import Cohort, CohortError, Target
-from .files import atomic_dir
-from .images import ImageReadError, order_series, read_slice
+from .images import ImageReadError, order_series
+from .quarantine import unreadable
 
-__all__ = ["load", "load_config", "unreadable", "atomic_dir", "did_you_mean", "as_text", "MAX_PROBLEMS"]
+__all__ = ["NAME", "OPTIONS", "load", "load_config", "MAX_PROBLEMS"]
 
 MAX_PROBLEMS = 50
-_VERDICTS: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> reason or None
+NAME = "manifest"
+OPTIONS = {
+    "targets": Param(dict, REQUIRED, doc="{column: classes in index order, or None for the sorted distinct values}"),
+    "sample_col": Param(str, "sample_id", doc="the sample key column"),
+    "patient_col": Param(str, "patient_id", doc="the patient key column (the grouping key of every split)"),
+    "image_cols": Param(dict, None, nullable=True, doc="{image column: modality}"),
+    "tabular": Param((list, tuple), (), doc="tabular feature columns"),
+    "text": Param((list, tuple), (), doc="text columns"),
+    "image_root": Param((str, os.PathLike), None, nullable=True,
+                        doc="the folder relative image paths are resolved against (default: the manifest's folder)"),
+    "masked_targets": Param((list, tuple), (), doc="targets whose blanks mean 'not labelled'"),
+    "name": Param(str, None, nullable=True, doc="the cohort's name (default: the manifest's file stem)"),
+}
 
 
-def load(path: str | Path, *, sample_col: str = "sample_id", patient_col: str = "patient_id",
-         targets: Mapping[str, Sequence[str] | None], image_cols: Mapping[str, str] | None = None,
-         tabular: Sequence[str] = (), text: Sequence[str] = (), root: str | Path | None = None,
-         masked_targets: Sequence[str] = (), strict: bool = False, name: str | None = None) -> Cohort:
-    """Read the manifest at ``path`` (``.csv`` or ``.parquet``) into a validated cohort.
+def load(root: str | Path | None = None, *, strict: bool = False, **options) -> Cohort:
+    """Read the manifest at ``root`` (``.csv`` or ``.parquet``) into a validated cohort.
 
-    ``targets``: ``{column: classes}``, classes in index order, or None to use the sorted distinct
-    values. ``image_cols``: ``{column: modality}``. ``masked_targets``: targets whose blanks mean
-    "not labelled". ``name``: the cohort's name (default: the manifest's file stem).
+    ``options`` (``OPTIONS``): ``targets``: ``{column: classes}``, classes in index order, or None to use the
+    sorted distinct values. ``image_cols``: ``{column: modality}``. ``masked_targets``: targets whose blanks
+    mean "not labelled". ``name``: the cohort's name (default: the manifest's file stem).
     """
-    path = Path(path)
+    o = resolve_options(NAME, OPTIONS, options)
+    targets, sample_col, patient_col, image_cols, tabular, text, image_root, masked_targets, name = (o[k] for k in OPTIONS)
+    path = need_root(NAME, root, "the manifest .csv or .parquet file")
     image_cols = dict(image_cols or {})
     df, where = _read_table(path)
-    root = Path(root) if root is not None else path.parent
+    root = Path(image_root) if image_root is not None else path.parent
     problems: list[str] = []
 
     wanted = {sample_col, patient_col, *targets, *image_cols, *tabular, *text}
     missing_cols = sorted(c for c in wanted if c not in df.columns)
-    problems += [f"column {c!r} not found{did_you_mean(c, list(map(str, df.columns)))}" for c in missing_cols]
+    problems += [f"column {c!r} not found{hint(c, map(str, df.columns))}" for c in missing_cols]
     problems += [f"masked target {t!r} is not one of the targets {list(targets)}" for t in masked_targets
                  if t not in targets]
     present = wanted - set(missing_cols)
@@ -93,8 +103,7 @@ def load(path: str | Path, *, sample_col: str = "sample_id", patient_col: str = 
                          f"blank means 'not labelled')" for i in np.flatnonzero(values.isna())]
         unknown = values.notna() & ~values.isin(known)
         for i in np.flatnonzero(unknown):
-            problems.append(f"{where(i)}, column {col!r}: unknown label {values.iloc[i]!r}"
-                            f"{did_you_mean(values.iloc[i], list(known))} (known: {list(known)})")
+            problems.append(f"{where(i)}, column {col!r}: " + unknown_name("label", values.iloc[i], known, noun="values"))
         labels[col] = values
         target_list.append(Target(col, "binary" if len(known) == 2 else "multiclass", known, masked=masked))
 
@@ -154,52 +163,13 @@ def load(path: str | Path, *, sample_col: str = "sample_id", patient_col: str = 
 
 def load_config(config: Mapping) -> Cohort:
     """:func:`load` from a plain dict: ``{"path": ..., "targets": {...}, ...}`` with :func:`load`'s keywords."""
-    allowed = ["path", "sample_col", "patient_col", "targets", "image_cols", "tabular", "text", "root",
-               "masked_targets", "strict", "name"]
-    unknown = [k for k in config if k not in allowed]
-    if unknown:
-        raise CohortError(f"manifest config: unknown key(s) {unknown}{did_you_mean(unknown[0], allowed)}; "
-                          f"allowed: {allowed}")
+    for key in config:
+        check_name("manifest config key", key, ["path", *OPTIONS, "strict"], error=CohortError)
     for key in ("path", "targets"):
         if key not in config:
             raise CohortError(f"manifest config: {key!r} is required")
     config = dict(config)
     return load(config.pop("path"), **config)
-
-
-def unreadable(paths: Sequence[str]) -> dict[str, str]:
-    """``{path: reason}`` for each file :func:`read_slice` cannot read (first frame decoded in full).
-
-    Verdicts are remembered for the process, keyed by path, size and modification time, so loading a
-    cohort again does not decode every image again; a file that changes is read afresh."""
-    bad = {}
-    for p in dict.fromkeys(paths):
-        reason = _verdict(p)
-        if reason is not None:
-            bad[p] = reason
-    return bad
-
-
-def _verdict(path: str) -> str | None:
-    """Why ``path`` cannot be read, or None; memoised in ``_VERDICTS``."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"cannot open file ({exc.strerror or type(exc).__name__})"
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _VERDICTS:
-        try:
-            read_slice(path, 0)
-            _VERDICTS[key] = None
-        except ImageReadError as exc:
-            _VERDICTS[key] = exc.reason
-    return _VERDICTS[key]
-
-
-def did_you_mean(word: str, options: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest option, or ""."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _read_table(path: Path):
@@ -215,13 +185,3 @@ def _read_table(path: Path):
     except Exception as exc:  # parser errors of any kind
         raise CohortError(f"manifest {path}: cannot be read as {suffix[1:]} ({exc})") from None
     raise CohortError(f"manifest {path}: unsupported type {suffix!r}; use .csv, .tsv or .parquet")
-
-
-def as_text(values: pd.Series) -> pd.Series:
-    """Keys, labels and paths as stripped strings, blanks (NaN or "") as NaN; whole floats such as 1.0 (an
-    integer column with blanks) written as integers."""
-    if pd.api.types.is_float_dtype(values):
-        whole = values.dropna().apply(float.is_integer).all()
-        values = values.astype("Int64") if whole else values
-    out = values.astype(object).where(values.notna()).map(lambda v: str(v).strip(), na_action="ignore")
-    return out.where(out != "").astype(object)

@@ -1,5 +1,5 @@
 """RSNA 2024 Lumbar Spine Degenerative Classification: the Kaggle layout as a cohort, the
-competition metric, and a small generated stand-in in the same layout.
+competition metric (the small generated stand-in in the same layout is :mod:`trainables.data.standins.rsna`).
 
 Layout under ``root`` (as Kaggle ships it):
 
@@ -38,19 +38,18 @@ Line numbers in errors are spreadsheet lines (the header is line 1), one CSV row
 
 from __future__ import annotations
 
-import difflib
-import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..lookup import check as check_name
+from .adapter import Param, hint, need_root, resolve_options
 from .cohort import MASKED, Cohort, CohortError, Target
-from .files import atomic_dir
-from .images import ImageReadError, order_series
+from .quarantine import order_or_quarantine
 
 log = logging.getLogger("sweeps.data.rsna")
 
@@ -89,7 +88,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     df = df[(df != "").any(axis=1)]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise CohortError(f"{path}: line 1 (header): no column(s) {missing}{_did_you_mean(missing[0], df.columns)}")
+        raise CohortError(f"{path}: line 1 (header): no column(s) {missing}{hint(missing[0], df.columns)}")
     return df
 
 
@@ -117,7 +116,7 @@ def read_labels(path: str | Path, targets: Sequence[str] = TARGET_NAMES) -> pd.D
     extra = [c for c in df.columns if c not in ("study_id", *TARGET_NAMES)]
     if extra:
         raise CohortError(f"{path}: line 1 (header): unexpected column(s) {extra}; expected study_id and "
-                          f"the 25 condition/level columns{_did_you_mean(extra[0], TARGET_NAMES)}")
+                          f"the 25 condition/level columns{hint(extra[0], TARGET_NAMES)}")
     _check_ids(path, df, ["study_id"])
     values = df[list(TARGET_NAMES)]
     bad = ~values.isin(CLASSES) & (values != "")
@@ -148,20 +147,29 @@ def read_series(path: str | Path) -> pd.DataFrame:
 
 
 # -- the cohort ----------------------------------------------------------------------------------
-def load(root: str | Path, *, strict: bool = False, images_dir: str = "train_images",
-         modalities: Sequence[str] | None = None, targets: Sequence[str] | None = None,
-         max_studies: int | None = None, labels_only: bool = False) -> Cohort:
+OPTIONS = {
+    "images_dir": Param(str, "train_images", doc="the folder under root holding <study>/<series>/*.dcm"),
+    "modalities": Param((list, tuple, str), None, nullable=True,
+                        doc=f"keep only these series types, in this order (default all: {', '.join(MODALITIES)})"),
+    "targets": Param((list, tuple, str), None, nullable=True,
+                     doc="keep only these of the 25 condition/level targets, in this order (default all)"),
+    "max_studies": Param(int, None, low=1, nullable=True, doc="keep the first studies of train.csv"),
+    "labels_only": Param(bool, False, doc="load the labels without images (no train_images folder needed)"),
+}
+
+
+def load(root: str | Path | None = None, *, strict: bool = False, **options) -> Cohort:
     """The RSNA 2024 lumbar spine training set at ``root`` as a validated cohort (see the module doc).
 
-    ``targets`` and ``modalities`` restrict to some of them (in the order given); ``max_studies``
-    keeps the first studies of ``train.csv``; ``labels_only`` loads labels without images;
+    ``options`` (``OPTIONS``): ``targets`` and ``modalities`` restrict to some of them (in the order given);
+    ``max_studies`` keeps the first studies of ``train.csv``; ``labels_only`` loads labels without images;
     ``strict`` raises on an unreadable image file instead of quarantining it.
     """
-    root = Path(root)
-    names = _choose(targets, TARGET_NAMES, "target")
-    mods = _choose(modalities, MODALITIES, "modality")
-    if max_studies is not None and (not isinstance(max_studies, int) or max_studies < 1):
-        raise CohortError(f"max_studies must be a positive integer, got {max_studies!r}")
+    o = resolve_options(NAME, OPTIONS, options)
+    root = need_root(NAME, root, "the folder holding train.csv and train_images/")
+    images_dir, max_studies, labels_only = o["images_dir"], o["max_studies"], o["labels_only"]
+    names = _choose(o["targets"], TARGET_NAMES, "target")
+    mods = _choose(o["modalities"], MODALITIES, "modality")
     images = root / images_dir
     if not labels_only and not images.is_dir():
         raise CohortError(f"{images}: folder not found; the RSNA layout keeps the DICOM slices there "
@@ -205,7 +213,7 @@ def _instances(images: Path, series: pd.DataFrame, quarantine: list[dict], stric
     frames, missing = [], 0
     next_order: dict[tuple[str, str], int] = {}
     for study, series_id, modality in series[["study_id", "series_id", "modality"]].itertuples(index=False):
-        ordered = _order(_slice_files(images / study / series_id), quarantine, strict)
+        ordered = order_or_quarantine(_slice_files(images / study / series_id), quarantine, strict)
         if not ordered:
             missing += 1
             continue
@@ -227,22 +235,6 @@ def _slice_files(folder: Path) -> list[str]:
             if p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
 
 
-def _order(files: list[str], quarantine: list[dict], strict: bool) -> list[tuple[str, float]]:
-    """``order_series(files)``, setting aside each file it cannot read (one at a time: the error
-    names the file) until the rest orders; ``strict`` raises on the first instead."""
-    remaining = list(files)
-    while remaining:
-        try:
-            return order_series(remaining)
-        except ImageReadError as exc:
-            if strict or exc.path not in remaining:
-                raise CohortError(f"{exc.path}: unreadable image file ({exc.reason}); strict=True stops here, "
-                                  f"strict=False would quarantine it") from None
-            quarantine.append({"path": exc.path, "reason": exc.reason})
-            remaining.remove(exc.path)
-    return []
-
-
 def _choose(asked: Sequence[str] | str | None, valid: Sequence[str], what: str) -> list[str]:
     """``asked`` checked against ``valid`` (all of them when None), duplicates dropped, order kept."""
     if asked is None:
@@ -251,14 +243,8 @@ def _choose(asked: Sequence[str] | str | None, valid: Sequence[str], what: str) 
     if not asked:
         raise CohortError(f"no {what} chosen; valid: {list(valid)}")
     for a in asked:
-        if a not in valid:
-            raise CohortError(f"unknown {what} {a!r}; valid: {list(valid)}{_did_you_mean(a, valid)}")
+        check_name(what, a, valid, what + "s", error=CohortError)
     return asked
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f". Did you mean {close[0]!r}?" if close else ""
 
 
 # -- the competition metric ----------------------------------------------------------------------
@@ -316,7 +302,7 @@ def competition_score(labels: Mapping[str, np.ndarray], proba: Mapping[str, np.n
     """
     unknown = [n for n in labels if n not in TARGET_NAMES]
     if unknown:
-        raise ValueError(f"unknown target {unknown[0]!r}; valid: {list(TARGET_NAMES)}{_did_you_mean(unknown[0], TARGET_NAMES)}")
+        check_name("target", unknown[0], TARGET_NAMES, error=ValueError)
     absent = [n for n in labels if n not in proba]
     if absent:
         raise ValueError(f"no prediction for target(s) {absent}")
@@ -346,160 +332,3 @@ def competition_score(labels: Mapping[str, np.ndarray], proba: Mapping[str, np.n
     parts = np.array([out[k] for k in (*GROUPS, "any_severe_spinal")])
     out["score"] = float(np.nanmean(parts)) if np.isfinite(parts).any() else float("nan")
     return out
-
-
-# -- the generated stand-in ----------------------------------------------------------------------
-_FIRST = ["Henrike", "Bartosz", "Yuki", "Matteo", "Adaeze", "Soren", "Celestine", "Grigori", "Paloma", "Tunde"]
-_LAST = ["Van-Ostrander", "Kwiatkowska", "Hashimura", "Bellweather", "Onyekachi", "Strandqvist", "Zamfirescu",
-         "Marchetti", "Oyelaran", "Thistlewood"]
-
-
-def standin(out: str | Path, *, n_studies: int = 12, seed: int = 0, labels_csv: str | Path | None = None,
-            series_csv: str | Path | None = None) -> Path:
-    """Write a small dataset in the Kaggle layout at ``out`` (which must not exist) and return it.
-
-    The three CSVs plus ``train_images/`` with tiny 32x32 16-bit DICOM slices carrying
-    ImagePositionPatient/ImageOrientationPatient/InstanceNumber, under shuffled random file names,
-    with made-up PatientName/PatientID/PatientBirthDate in their headers. A slice's pixel values
-    encode its true position (about ``1000 + 100 * k``). Ids and labels come from the first
-    ``n_studies`` rows of ``labels_csv`` (with ``series_csv``, by default the series CSV beside it)
-    when given, else they are made up. Built so that loading it exercises the edge cases: one study
-    has two Sagittal T2/STIR series, one series folder is absent, one is empty and (from 3 studies)
-    the last study has no image folder at all. ``truth.json`` records the true slice order and the
-    missing series. Written in a temporary folder renamed into place.
-    """
-    import pydicom  # noqa: F401  (fail early with ImportError if missing)
-
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; remove it or choose another folder")
-    if n_studies < 1:
-        raise ValueError(f"n_studies must be at least 1, got {n_studies}")
-    rng = np.random.default_rng(seed)
-    if labels_csv is not None:
-        labels_csv = Path(labels_csv)
-        labels = read_labels(labels_csv).head(n_studies).reset_index(drop=True)
-        series = read_series(Path(series_csv) if series_csv else labels_csv.parent / SERIES_CSV)
-        series = series[series["study_id"].isin(labels["study_id"])]
-        series = series[["study_id", "series_id", "series_description"]].reset_index(drop=True)
-    else:
-        labels, series = _made_up_tables(rng, n_studies)
-    series = _with_two_stir(rng, labels, series)
-    with atomic_dir(out) as tmp:
-        truth = _write_standin(tmp, rng, labels, series)
-        (tmp / "truth.json").write_text(json.dumps(truth, indent=1))
-    return out
-
-
-def _made_up_tables(rng: np.random.Generator, n_studies: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Random study/series ids, one series of each type per study, labels about 70/20/10 with ~4% blank."""
-    studies = _unique_ids(rng, n_studies, 10**6, 4 * 10**9)
-    labels = pd.DataFrame({"study_id": studies})
-    for name in TARGET_NAMES:
-        values = rng.choice(np.array(CLASSES, dtype=object), n_studies, p=[0.7, 0.2, 0.1])
-        values[rng.random(n_studies) < 0.04] = np.nan
-        labels[name] = values
-    series_ids = _unique_ids(rng, 3 * n_studies, 10**8, 4 * 10**9, taken=studies)
-    rows = [(study, series_ids[3 * i + j], desc)
-            for i, study in enumerate(studies) for j, desc in enumerate(MODALITY_OF)]
-    return labels, pd.DataFrame(rows, columns=["study_id", "series_id", "series_description"])
-
-
-def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int, taken: Iterable[str] = ()) -> list[str]:
-    """``n`` distinct random integers in [low, high) as strings, none of them in ``taken``."""
-    seen, ids = set(taken), []
-    while len(ids) < n:
-        value = str(rng.integers(low, high))
-        if value not in seen:
-            seen.add(value)
-            ids.append(value)
-    return ids
-
-
-def _with_two_stir(rng: np.random.Generator, labels: pd.DataFrame, series: pd.DataFrame) -> pd.DataFrame:
-    """The series table with one study holding two Sagittal T2/STIR series (a made-up second one added
-    to the second study, or the first, unless some study already has two)."""
-    stir = series[series["series_description"] == "Sagittal T2/STIR"]
-    if stir["study_id"].duplicated().any():
-        return series
-    study = labels["study_id"].iloc[min(1, len(labels) - 1)]
-    new_id = _unique_ids(rng, 1, 10**8, 4 * 10**9, taken=[*series["series_id"], *labels["study_id"]])[0]
-    extra = pd.DataFrame([(study, new_id, "Sagittal T2/STIR")], columns=series.columns)
-    at = series.index[series["study_id"] == study].max() + 1 if (series["study_id"] == study).any() else len(series)
-    return pd.concat([series.iloc[:at], extra, series.iloc[at:]], ignore_index=True)
-
-
-def _write_standin(root: Path, rng: np.random.Generator, labels: pd.DataFrame, series: pd.DataFrame) -> dict:
-    """Write the CSVs and the DICOM tree; return the truth record."""
-    labels.to_csv(root / LABELS_CSV, index=False)
-    series.to_csv(root / SERIES_CSV, index=False)
-    stir = series[series["series_description"] == "Sagittal T2/STIR"]
-    two_stir = stir["study_id"][stir["study_id"].duplicated()].iloc[0]
-    studies = labels["study_id"].tolist()
-    no_folder = {studies[-1]} if len(studies) >= 3 else set()
-    candidates = series.index[~series["study_id"].isin({two_stir, *no_folder})].tolist()
-    picked = [int(i) for i in rng.permutation(candidates)[:2]]
-    fate = {i: "absent" if k == 0 else "empty" for k, i in enumerate(picked)}
-    fate.update({i: "no_study_folder" for i in series.index[series["study_id"].isin(no_folder)]})
-    identity = {s: {"PatientName": f"{_LAST[rng.integers(len(_LAST))]}^{_FIRST[rng.integers(len(_FIRST))]}",
-                    "PatientID": f"PID-{rng.integers(10**5, 10**6)}-{rng.integers(10**3, 10**4)}",
-                    "PatientBirthDate": f"{rng.integers(1930, 2000)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"}
-                for s in studies}
-    images = root / "train_images"
-    truth = {"two_stir_study": two_stir, "series": {}}
-    for i, (study, series_id, desc) in series[["study_id", "series_id", "series_description"]].iterrows():
-        record = {"study_id": study, "modality": MODALITY_OF[desc], "missing": fate.get(i), "files_in_order": []}
-        truth["series"][series_id] = record
-        if fate.get(i) in ("absent", "no_study_folder"):
-            continue
-        folder = images / study / series_id
-        folder.mkdir(parents=True)
-        if fate.get(i) == "empty":
-            continue
-        record["files_in_order"] = _write_series(folder, rng, desc, identity[study], study)
-    return truth
-
-
-def _write_series(folder: Path, rng: np.random.Generator, desc: str, identity: dict, study: str,
-                  size: int = 32) -> list[str]:
-    """Write one series of 5 to 9 slices in shuffled order under random names; return the names in
-    true slice order."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    n = int(rng.integers(5, 10))
-    names = [f"{v}.dcm" for v in _unique_ids(rng, n, 10**6, 10**7)]
-    sagittal = desc.startswith("Sagittal")
-    # sagittal: slices step along -x, normal row x column = (-1, 0, 0); axial: along +z, normal (0, 0, 1)
-    iop = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0] if sagittal else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    series_uid = generate_uid()
-    pattern = (np.add.outer(np.arange(size), np.arange(size)) % 7).astype(np.uint16)
-    for k in rng.permutation(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.8.498.{study}"
-        ds.SeriesInstanceUID = series_uid
-        ds.Modality = "MR"
-        ds.SeriesDescription = desc
-        ds.PatientName = identity["PatientName"]
-        ds.PatientID = identity["PatientID"]
-        ds.PatientBirthDate = identity["PatientBirthDate"]
-        ds.InstanceNumber = int(k + 1)
-        pos = [-4.0 * k, -60.0, 40.0] if sagittal else [-60.0, -60.0, 4.0 * k]
-        ds.ImagePositionPatient = [float(v) for v in pos]
-        ds.ImageOrientationPatient = iop
-        ds.PixelSpacing = [1.0, 1.0]
-        ds.SliceThickness = 4.0
-        ds.Rows, ds.Columns = size, size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = (1000 + 100 * int(k) + pattern).astype("<u2").tobytes()
-        ds.save_as(folder / names[k], enforce_file_format=True)
-    return names

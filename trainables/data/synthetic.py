@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .adapter import Param, resolve_options
+from .standins.dicom import write_dicom
+
 SERIES_TYPES = ("sagittal_t1", "sagittal_t2", "axial_t2")
 DESCRIPTIONS = {"sagittal_t1": "Sagittal T1", "sagittal_t2": "Sagittal T2/STIR", "axial_t2": "Axial T2"}
 CLASSES = ("none", "moderate", "severe")
@@ -147,8 +150,7 @@ def _slice_image(rng: np.random.Generator, size: int, k: int, n: int, stype: str
 
 
 def _write_series(folder: Path, rng, stype: str, sev: int, size: int, identity: dict, study_id: str, series_id: str) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    from pydicom.uid import MRImageStorage, generate_uid
 
     folder.mkdir(parents=True)
     n = int(rng.integers(8, 25))
@@ -174,44 +176,31 @@ def _write_series(folder: Path, rng, stype: str, sev: int, size: int, identity: 
         phys = np.clip(imgs[k], 0, None) * 2000.0  # physical values
         stored = np.round((phys - intercept) / slope)
         stored = np.clip(stored, 0, 65535).astype(np.uint16)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.Modality = "MR"
-        ds.SeriesDescription = DESCRIPTIONS[stype]
-        ds.PatientName = identity["PatientName"]
-        ds.PatientID = identity["PatientID"]
-        ds.PatientBirthDate = identity["PatientBirthDate"]
-        ds.InstanceNumber = int(k + 1)
         # sagittal: slices step along -x (normal = row x col = (-1, 0, 0)); axial: along +z
         pos = [-spacing * k, -100.0, 50.0] if sagittal else [-100.0, -100.0, spacing * k]
-        ds.ImagePositionPatient = [float(v) for v in pos]
-        ds.ImageOrientationPatient = iop
-        ds.PixelSpacing = [1.0, 1.0]
-        ds.SliceThickness = spacing
-        ds.Rows, ds.Columns = size, size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.RescaleSlope = slope
-        ds.RescaleIntercept = intercept
-        ds.PixelData = stored.tobytes()
         name = f"{rng.integers(10**8, 10**9)}.dcm"
-        ds.save_as(folder / name, enforce_file_format=True)
+        write_dicom(folder / name, stored, sop_class=MRImageStorage, modality="MR", identity=identity,
+                    StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, SeriesDescription=DESCRIPTIONS[stype],
+                    InstanceNumber=int(k + 1), ImagePositionPatient=[float(v) for v in pos],
+                    ImageOrientationPatient=iop, PixelSpacing=[1.0, 1.0], SliceThickness=spacing,
+                    RescaleSlope=slope, RescaleIntercept=intercept)
 
 
-def load(root: Path | None = None, seed: int = 0, n_patients: int = 300):
-    """The synthetic cohort in canonical form (generated on first use)."""
+NAME = "synthetic"
+OPTIONS = {
+    "seed": Param(int, 0, low=0, doc="the generator's seed (the cohort is deterministic from it)"),
+    "n_patients": Param(int, 300, low=1, doc="patients to generate (about 15% get a second study)"),
+}
+
+
+def load(root: str | Path | None = None, *, strict: bool = False, **options):
+    """The synthetic cohort in canonical form, generated at ``root`` (default under SWEEPS_HOME) on first use.
+
+    ``options`` (``OPTIONS``): ``seed``, ``n_patients``. ``strict`` is accepted for the contract; a generated
+    cohort has no unreadable file to set aside.
+    """
+    o = resolve_options(NAME, OPTIONS, options)
+    seed, n_patients = o["seed"], o["n_patients"]
     from .layouts import load_series_layout
 
     root = ensure(root, seed=seed, n_patients=n_patients)
