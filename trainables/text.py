@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import cache
-from .registry import Registry, build
+from .registry import REQUIRED, Param, Registry, build
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub, whatever the caller set up
 
@@ -64,7 +64,7 @@ _PLACEHOLDER = re.compile(r"X{3,}|(?<![^\W\d_])[xX]{3,}(?![^\W\d_])")
 _SPACES = re.compile(r"\s+")
 
 
-@TEXT_STEPS.register("clean")
+@TEXT_STEPS.register("clean", params={})
 def clean() -> Callable[[pd.Series], pd.Series]:
     """Lowercase, blank out non-printing characters and de-identification placeholders, collapse whitespace."""
 
@@ -75,7 +75,8 @@ def clean() -> Callable[[pd.Series], pd.Series]:
     return run
 
 
-@TEXT_STEPS.register("remove_terms")
+@TEXT_STEPS.register("remove_terms", params={
+    "terms": Param((str, list, tuple), (), doc="words or phrases removed (whole words, any case)")})
 def remove_terms(terms: str | Sequence[str] = ()) -> Callable[[pd.Series], pd.Series]:
     """Remove whole words or phrases, case-insensitively (terms that leak the label, e.g. "covid-19").
 
@@ -267,7 +268,11 @@ def embed_texts(texts: Sequence[Any], encoder: str = "transformer", *, path: str
     return np.asarray(entry.embeddings)
 
 
-@TEXT_ENCODERS.register("transformer")
+@TEXT_ENCODERS.register("transformer", params={
+    "path": Param(str, REQUIRED, doc="a local model folder, or 'minilm'"),
+    "pooling": Param(str, "cls", choices=POOLINGS, doc="token pooling"),
+    "max_length": Param(int, 256, low=1, doc="tokens per text"),
+    "batch_size": Param(int, 32, low=1, doc="texts per forward pass")})
 class TransformerTextEncoder:
     """The frozen transformer behind the common encoder interface; ``transform`` goes through the cache.
     Call it once on all of a cohort's texts (it is unsupervised, so that leaks nothing)."""
@@ -292,7 +297,12 @@ class TransformerTextEncoder:
 
 # -- TF-IDF + SVD ---------------------------------------------------------------------------------
 
-@TEXT_ENCODERS.register("tfidf")
+@TEXT_ENCODERS.register("tfidf", params={
+    "dim": Param(int, 64, low=1, doc="SVD components"),
+    "max_features": Param(int, 20000, low=1, doc="vocabulary size"),
+    "ngram_max": Param(int, 2, low=1, doc="longest word n-gram"),
+    "min_df": Param(int, 1, low=1, doc="minimum document frequency"),
+    "sublinear_tf": Param(bool, True, doc="1 + log(tf)")})
 class TfidfSVDEncoder:
     """TF-IDF over word 1..ngram_max-grams, then truncated SVD to ``dim`` (latent semantic analysis).
     The vocabulary, idf and SVD are fitted on the training fold's texts only. Output is always
@@ -343,7 +353,20 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-@TEXT_ENCODERS.register("tokens")
+@TEXT_ENCODERS.register("tokens", params={
+    "max_len": Param(int, 100, low=1, doc="tokens per text"),
+    "num_words": Param(int, 20000, low=1, doc="vocabulary size"),
+    "input_mode": Param(str, "embedding", choices=("embedding", "ids"), doc="learned embedding, or the seed's id vector"),
+    "pooling": Param(str, "max", choices=("max", "mean"), doc="pooling over positions"),
+    "emb_dim": Param(int, 64, low=1, doc="word embedding size"),
+    "hidden_dim": Param(int, 128, low=1, doc="hidden units"),
+    "out_dim": Param(int, 64, low=1, doc="representation size"),
+    "dropout": Param(float, 0.2, low=0, high=1, open_high=True, doc="dropout"),
+    "epochs": Param(int, 30, low=1, doc="training epochs"),
+    "lr": Param(float, 3e-3, low=0, open_low=True, doc="AdamW learning rate"),
+    "weight_decay": Param(float, 1e-4, low=0, doc="AdamW weight decay"),
+    "batch_size": Param(int, 64, low=1, doc="texts per step"),
+    "device": Param(str, "cpu", doc="torch device")})
 class TokenSequenceEncoder(nn.Module):
     """The seed's token-sequence text branch, trained in the trial on the training fold's labels.
 
