@@ -7,9 +7,9 @@ Every adapter of a real dataset takes ``root`` (the folder, or file, as the data
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from ..paths import sweeps_home
 from ..registry import Registry
 from .cohort import Cohort, CohortError, Target
 
@@ -98,7 +98,7 @@ STANDINS = Registry("cohort stand-in", {"rsna_lumbar": _standin("rsna"), "iu_xra
 def standin_root(cohort: str) -> Path:
     """The generated stand-in of ``cohort``'s layout under SWEEPS_HOME (made on first use)."""
     STANDINS.check(cohort, "cohort")
-    root = Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")) / "data" / "standins" / cohort
+    root = sweeps_home() / "data" / "standins" / cohort
     if not root.exists():
         STANDINS[cohort](root)
     return root
