@@ -69,8 +69,7 @@ class SweepSpec:
 
     def validate(self) -> None:
         if self.metric not in METRICS and self.metric not in EXTRA_OBJECTIVES:
-            raise SpecError(f"space {self.name!r}: metric {self.metric!r} unknown; metrics: "
-                            f"{', '.join([*METRICS, *EXTRA_OBJECTIVES])}")
+            raise SpecError(unknown("metric", self.metric, [*METRICS, *EXTRA_OBJECTIVES], f"{self.name}.metric"))
         if self.metric in EXTRA_OBJECTIVES and self.mode != EXTRA_OBJECTIVES[self.metric]:
             raise SpecError(f"space {self.name!r}: metric {self.metric!r} needs mode {EXTRA_OBJECTIVES[self.metric]!r}")
         if self.mode not in ("max", "min"):

@@ -139,7 +139,7 @@ def make_scheduler(spec):
     if spec.scheduler is None:
         return None
     if spec.scheduler != "asha":
-        raise ValueError(f"unknown scheduler {spec.scheduler!r}; schedulers: asha")
+        check_name("scheduler", spec.scheduler, ("asha",), error=ValueError)
     from ray.tune.schedulers import ASHAScheduler
 
     budget = epoch_budget(spec.space, spec.folds, len(spec.compare.get("pooling", [])))

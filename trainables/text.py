@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import cache
+from .lookup import check as check_name
 from .registry import REQUIRED, Param, Registry, build
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub, whatever the caller set up
@@ -198,7 +199,7 @@ def run_transformer(texts: Sequence[str], path: str | Path, *, pooling: str = "c
     fp16 autocast on a GPU. ``cls``: the first token's last hidden state; ``mean``: the average of
     the last hidden states over the attention mask."""
     if pooling not in POOLINGS:
-        raise TextEncoderError(f"unknown text pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        check_name("text pooling", pooling, POOLINGS, error=TextEncoderError)
     texts = as_texts(texts)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer, model = load_transformer(path)
@@ -250,7 +251,7 @@ def embed_texts(texts: Sequence[Any], encoder: str = "transformer", *, path: str
         raise TextEncoderError(f"text encoder {encoder!r} is learned on the training fold: fit/transform it in the "
                                "trial; only 'transformer' embeddings are cached")
     if pooling not in POOLINGS:
-        raise TextEncoderError(f"unknown text pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        check_name("text pooling", pooling, POOLINGS, error=TextEncoderError)
     texts = as_texts(texts)
     root = Path(cache_root or cache.default_root())
     key = text_cache_key(texts, path, pooling, max_length, key_extra)
@@ -282,7 +283,7 @@ class TransformerTextEncoder:
     def __init__(self, path: str | Path, pooling: str = "cls", max_length: int = 256, batch_size: int = 32,
                  cache_root: Path | None = None, key_extra: str = ""):
         if pooling not in POOLINGS:
-            raise TextEncoderError(f"unknown text pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+            check_name("text pooling", pooling, POOLINGS, error=TextEncoderError)
         model_folder(path)  # a bad folder fails when the space is built, not in a trial
         self.path, self.pooling, self.max_length = path, pooling, max_length
         self.batch_size, self.cache_root, self.key_extra = batch_size, cache_root, key_extra
@@ -390,9 +391,9 @@ class TokenSequenceEncoder(nn.Module):
                  lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 64, device: str = "cpu"):
         super().__init__()
         if input_mode not in ("embedding", "ids"):
-            raise TextEncoderError(f"tokens: unknown input_mode {input_mode!r}; valid: embedding, ids")
+            check_name("tokens input_mode", input_mode, ("embedding", "ids"), error=TextEncoderError)
         if pooling not in ("max", "mean"):
-            raise TextEncoderError(f"tokens: unknown pooling {pooling!r}; valid: max, mean")
+            check_name("tokens pooling", pooling, ("max", "mean"), error=TextEncoderError)
         self.pooling = pooling
         self.max_len, self.num_words, self.input_mode = int(max_len), int(num_words), input_mode
         self.emb_dim, self.hidden_dim, self.out_dim, self.dropout = emb_dim, hidden_dim, out_dim, dropout
