@@ -29,10 +29,11 @@ from trainables.heads import HEADS
 from trainables.metrics import EXTRA_OBJECTIVES, METRICS
 from trainables.pooling import POOLINGS
 from trainables.lookup import unknown
-from trainables.registry import ParamValueError, Registry, UnknownComponentError
+from trainables.registry import Param, ParamValueError, Registry, UnknownComponentError, check_declared
 from trainables.sampling import SAMPLINGS
 from trainables.tabular import TABULAR
 from trainables.tabular import normalise as tabular_spec
+from trainables.training import TRAIN_PARAMS
 
 
 class SpecError(ValueError):
@@ -43,6 +44,8 @@ COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "samp
 # keys a trial config may hold, besides the components
 SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text", "missing_eval"}
 TRAINABLES = ("frozen", "finetune")
+# declared settings of a space (besides the components, which their registries declare)
+SETTING_PARAMS = {"pca_dim": Param(int, 0, low=0, doc="whitened PCA projection of each modality's instances (0 = off)")}
 # the repository's own spaces; SWEEPS_SPACES (os.pathsep-separated folders) is searched first
 REPO_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 
@@ -87,6 +90,13 @@ class SweepSpec:
             if key not in allowed:
                 hint = " It applies to trainable='finetune' only." if key in FINETUNE_SETTINGS else ""
                 raise SpecError(unknown("field", key, allowed, self.name) + hint)
+        try:
+            check_declared("setting", SETTING_PARAMS, {k: v for k, v in self.space.items() if k in SETTING_PARAMS},
+                           self.name, "space")
+            if finetune and isinstance(self.space.get("train"), dict):  # values and range bounds, as for components
+                check_declared("training option", TRAIN_PARAMS, self.space["train"], f"{self.name}.train", "train")
+        except ParamValueError as exc:
+            raise SpecError(str(exc)) from None
         if finetune:
             try:
                 check_finetune_space(self.space, self.name)

@@ -191,3 +191,14 @@ def test_importing_the_cli_sets_no_run_environment():
             "import sweeps.cli; assert 'TUNE_GLOBAL_CHECKPOINT_S' not in os.environ and "
             "'RAY_AIR_NEW_OUTPUT' not in os.environ")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_settings_and_finetune_training_options_are_checked_the_same_way():
+    with pytest.raises(SpecError, match=r"space.pca_dim=-4 \(at myspace\): allowed int in \[0, inf\]"):
+        _spec({"pca_dim": tune.choice([16, -4])}).validate()
+    ft = {"encoder": "resnet18", "pooling": "mean"}
+    with pytest.raises(SpecError, match=r"train.lr: lower bound 0.0 of the Float range \(at ft.train\)"):
+        SweepSpec(name="ft", trainable="finetune", space={**ft, "train": {"lr": tune.uniform(0.0, 1e-2)}}).validate()
+    with pytest.raises(SpecError, match=r"train.schedule='cosin' \(at ft.train\).*Did you mean 'cosine'"):
+        SweepSpec(name="ft", trainable="finetune", space={**ft, "train": {"schedule": "cosin"}}).validate()
+    SweepSpec(name="ft", trainable="finetune", space={**ft, "train": {"lr": tune.loguniform(1e-5, 1e-2)}}).validate()

@@ -136,15 +136,19 @@ class Registry(dict):
         declared = self.params.get(name)
         if declared is None:
             return
-        at = where or self.kind
-        prefix = field or self.kind
-        for key, value in params.items():
-            check_name(f"{self.kind} {name!r} parameter", key, declared, at, error=ParamValueError)
-            param = declared[key]
-            for v in values_of(value):
-                param.check(v, f"{prefix}.{key}", at)
-            if hasattr(value, "lower") and hasattr(value, "upper") and not isinstance(value, str):
-                _check_bounds(param, value, f"{prefix}.{key}", at)
+        check_declared(f"{self.kind} {name!r} parameter", declared, params, where or self.kind, field or self.kind)
+
+
+def check_declared(what: str, declared: Mapping[str, Param], params: Mapping[str, Any], where: str, prefix: str) -> None:
+    """Names and values of ``params`` against ``declared`` (see :meth:`Registry.check_params`):
+    an unknown name is ``unknown WHAT 'key' (at WHERE)``; a bad value ``PREFIX.key=value (at WHERE): allowed ...``."""
+    for key, value in params.items():
+        check_name(what, key, declared, where, error=ParamValueError)
+        param = declared[key]
+        for v in values_of(value):
+            param.check(v, f"{prefix}.{key}", where)
+        if hasattr(value, "lower") and hasattr(value, "upper") and not isinstance(value, str):
+            _check_bounds(param, value, f"{prefix}.{key}", where)
 
 
 def values_of(value: Any) -> list[Any]:
