@@ -118,8 +118,9 @@ def _list(a) -> int:
             print(f"  {name:<22} {spec.description}")
         except Exception as exc:  # a broken space is listed with its error, not hidden
             print(f"  {name:<22} ERROR: {exc}")
+    headers = {"tabular": "tabular preprocessing", "text": "text encoders", "text_step": "text steps"}
     for kind, table in tables.items():
-        print(f"{kind}s:")
+        print(f"{headers.get(kind, kind + 's')} ({kind}):")
         for name in sorted(table):
             print(f"  {name:<22} {_first_line(table[name])}")
             if kind not in ("cohort", "encoder"):  # cohorts take adapter options; encoders are records
