@@ -1,15 +1,26 @@
-"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin."""
+"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin.
+
+The commands are one table (:data:`COMMANDS`): name, help, the function and its arguments; options
+several commands share (``--storage``, the Ray connection, ``--data``/``--option``) come from parent
+parsers, so they read the same everywhere. :func:`main` returns the exit status (2: a clear error
+in the input, printed without a traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table, not a box per result
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshot experiment state often: sweeps are small
+
+# set (unless the caller did) when a command runs, not when this module is imported
+RUN_ENVIRONMENT = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # the compact CLIReporter table, not a box per result
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",  # snapshot experiment state often: sweeps are small
+}
 
 
 def _run(a) -> int:
@@ -39,12 +50,67 @@ def _report(a) -> int:
     return 0
 
 
-def _list(a) -> int:
+def _tables() -> dict:
+    """Every registry ``list`` shows, by the kind a space names it with."""
     from trainables.data import COHORTS
-    from trainables.encoders import ENCODERS, SLICE_STEPS, TENSOR_STEPS
+    from trainables.encoders import ENCODERS
+    from trainables.tabular import TABULAR
+    from trainables.text import TEXT_ENCODERS, TEXT_STEPS
 
-    from .spec import COMPONENTS, available_spaces, load_space
+    from .spec import COMPONENTS
 
+    return {"cohort": COHORTS, "encoder": ENCODERS, **COMPONENTS, "tabular": TABULAR, "text": TEXT_ENCODERS,
+            "text_step": TEXT_STEPS}
+
+
+def _doc(obj) -> str:
+    """A component's docstring (an encoder's paper)."""
+    if hasattr(obj, "paper"):  # an EncoderSpec: a record, not a factory
+        return f"{obj.source} {obj.arch}, input {obj.input_size} px. {obj.paper}".strip()
+    return inspect.cleandoc(getattr(obj, "__doc__", None) or "")
+
+
+def _first_line(obj) -> str:
+    doc = _doc(obj)
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _param_lines(table, name: str, indent: str, train_apart: bool) -> list[str]:
+    """One line per declared parameter (allowed values, default, meaning); the training options of a
+    learnable pooling are summarised when ``train_apart`` (they are listed once, apart)."""
+    from trainables.training import TRAIN_PARAMS
+
+    declared = table.params.get(name)
+    if declared is None:
+        return [f"{indent}(parameters not declared)"]
+    train = train_apart and set(TRAIN_PARAMS) <= set(declared)
+    lines = [f"{indent}{p.describe(k)}" for k, p in declared.items() if not (train and k in TRAIN_PARAMS)]
+    if train:
+        lines.append(f"{indent}+ the training options (below)")
+    return lines
+
+
+def _list(a) -> int:
+    from trainables.encoders import SLICE_STEPS, TENSOR_STEPS
+    from trainables.lookup import check as check_name
+    from trainables.training import TRAIN_PARAMS
+
+    from .spec import SpecError, available_spaces, load_space
+
+    tables = _tables()
+    if a.kind:  # one component: its whole docstring (the paper) and its parameters
+        check_name("kind", a.kind, tables, error=SpecError)
+        table = tables[a.kind]
+        if not a.name:
+            print(f"{a.kind}s: {', '.join(sorted(table))}")
+            return 0
+        table.check(a.name, f"list {a.kind}")
+        factory = table[a.name]
+        print(f"{a.kind} {a.name}")
+        print(_doc(factory) or "(no docstring)")
+        print("parameters:")
+        print("\n".join(_param_lines(table, a.name, "  ", train_apart=False)) or "  (none)")
+        return 0
     print("search spaces:")
     for name in available_spaces():
         try:
@@ -52,17 +118,20 @@ def _list(a) -> int:
             print(f"  {name:<22} {spec.description}")
         except Exception as exc:  # a broken space is listed with its error, not hidden
             print(f"  {name:<22} ERROR: {exc}")
-    tables = {"cohort": COHORTS, "encoder": ENCODERS, **COMPONENTS}
+    headers = {"tabular": "tabular preprocessing", "text": "text encoders", "text_step": "text steps"}
     for kind, table in tables.items():
-        print(f"{kind}s: {', '.join(sorted(table))}")
+        print(f"{headers.get(kind, kind + 's')} ({kind}):")
+        for name in sorted(table):
+            print(f"  {name:<22} {_first_line(table[name])}")
+            if kind not in ("cohort", "encoder"):  # cohorts take adapter options; encoders are records
+                for line in _param_lines(table, name, "      ", train_apart=True):
+                    print(line)
     print(f"preprocessing steps ('+'-joined): {', '.join(sorted([*SLICE_STEPS, *TENSOR_STEPS, 'resize']))}")
-    from trainables.tabular import TABULAR
-    from trainables.text import TEXT_ENCODERS, TEXT_STEPS
-    from trainables.training import TRAIN_OPTION_NAMES
-
-    print(f"tabular: {', '.join(sorted(TABULAR))}")
-    print(f"text encoders: {', '.join(sorted(TEXT_ENCODERS))} (or none); text steps: {', '.join(sorted(TEXT_STEPS))}")
-    print(f"training options (pooling params; 'train' when fine-tuning): {', '.join(sorted(TRAIN_OPTION_NAMES))}")
+    print("text encoder 'none': no text features")
+    print("training options (learnable pooling parameters; the 'train' entry when fine-tuning):")
+    for k, p in TRAIN_PARAMS.items():
+        print(f"      {p.describe(k)}")
+    print("one component in full: python -m sweeps list KIND NAME")
     return 0
 
 
@@ -122,71 +191,103 @@ def _synth(a) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("run", help="run a search space as a Ray Tune + Optuna sweep and write its report")
-    r.add_argument("space", help="a search space name (see `list`) or the path of a .py file defining SPEC")
-    r.add_argument("--trials", type=int, help="number of trials (default: the space's num_samples)")
-    r.add_argument("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
-    r.add_argument("--cpus-per-trial", type=float, default=1)
-    r.add_argument("--gpus-per-trial", type=float, default=0, help="fractional allowed, e.g. 0.25")
-    r.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
-    r.add_argument("--storage", help="folder for run state (default .sweeps/runs; SWEEPS_RUNS)")
-    r.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
-    r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
-    r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--data", help="the cohort's folder (or manifest file) on this machine, for spaces on a real dataset")
-    r.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a cohort adapter option, e.g. uncertainty=ones (overrides the space's cohort_options)")
-    r.add_argument("--smoke", action="store_true",
+def _args_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="a search space name (see `list`) or the path of a .py file defining SPEC")
+    p.add_argument("--trials", type=int, help="number of trials (default: the space's num_samples)")
+    p.add_argument("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
+    p.add_argument("--cpus-per-trial", type=float, default=1)
+    p.add_argument("--gpus-per-trial", type=float, default=0, help="fractional allowed, e.g. 0.25")
+    p.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
+    p.add_argument("--smoke", action="store_true",
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
-    r.set_defaults(fn=_run)
 
-    s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")
-    s.add_argument("run")
-    s.add_argument("--storage", help="the folder the run was started with")
-    s.add_argument("--address")
-    s.add_argument("--dashboard-host", default="127.0.0.1")
-    s.add_argument("--no-progress", action="store_true")
-    s.set_defaults(fn=_resume)
 
-    rp = sub.add_parser("report", help="(re)write the report of a finished or interrupted run")
-    rp.add_argument("run")
-    rp.add_argument("--storage", help="the folder the run was started with")
-    rp.add_argument("--html", action="store_true", help="also write report.html")
-    rp.add_argument("--k", type=int, default=5, help="trials in the post-hoc ensembles (default 5)")
-    rp.add_argument("--reference", help="a CSV of published results to set beside ours (e.g. the lumbar seed's)")
-    rp.set_defaults(fn=_report)
+def _args_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run")
 
-    ls = sub.add_parser("list", help="search spaces and every registered component")
-    ls.set_defaults(fn=_list)
 
-    d = sub.add_parser("data", help="datasets")
-    dsub = d.add_subparsers(dest="data_command", required=True)
-    sy = dsub.add_parser("synth", help="write the built-in synthetic cohort as DICOM")
-    sy.add_argument("--out", required=True)
-    sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--patients", type=int, default=300)
-    sy.set_defaults(fn=_synth)
-    di = dsub.add_parser("inspect", help="samples, patients, modalities, labels, flagged columns, quarantined files")
-    di.add_argument("cohort", help="a cohort name (see `list`) or a search space name (inspects the cohort it uses)")
-    di.add_argument("--data", help="the cohort's folder (or manifest file)")
-    di.add_argument("--option", action="append", metavar="KEY=VALUE", help="an adapter option, e.g. uncertainty=ones")
-    di.add_argument("--check-images", action="store_true", help="decode every image and list the unreadable ones")
-    di.add_argument("--json", action="store_true")
-    di.set_defaults(fn=_inspect)
-    st = dsub.add_parser("standin", help="write a small generated dataset in a real cohort's on-disk layout")
-    st.add_argument("cohort")
-    st.add_argument("--out", required=True)
-    st.set_defaults(fn=_standin)
+def _args_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run")
+    p.add_argument("--html", action="store_true", help="also write report.html")
+    p.add_argument("--k", type=int, default=5, help="trials in the post-hoc ensembles (default 5)")
+    p.add_argument("--reference", help="a CSV of published results to set beside ours (e.g. the lumbar seed's)")
+
+
+def _args_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", nargs="?", help="only this kind (pooling, fusion, head, sampling, tabular, text, ...)")
+    p.add_argument("name", nargs="?", help="one component in full: its docstring (paper) and parameters")
+
+
+def _args_synth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patients", type=int, default=300)
+
+
+def _args_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cohort", help="a cohort name (see `list`) or a search space name (inspects the cohort it uses)")
+    p.add_argument("--check-images", action="store_true", help="decode every image and list the unreadable ones")
+    p.add_argument("--json", action="store_true")
+
+
+def _args_standin(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cohort")
+    p.add_argument("--out", required=True)
+
+
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Option groups several commands share, as argparse parent parsers."""
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument("--storage", help="folder for run state (default .sweeps/runs; SWEEPS_RUNS)")
+    ray = argparse.ArgumentParser(add_help=False)
+    ray.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
+    ray.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
+    ray.add_argument("--no-progress", action="store_true")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", help="the cohort's folder (or manifest file) on this machine")
+    data.add_argument("--option", action="append", metavar="KEY=VALUE",
+                      help="a cohort adapter option, e.g. uncertainty=ones (overrides the space's cohort_options)")
+    return {"storage": storage, "ray": ray, "data": data}
+
+
+# (command path, help, function, its own arguments, the shared option groups it takes)
+COMMANDS = [
+    (("run",), "run a search space as a Ray Tune + Optuna sweep and write its report", _run, _args_run,
+     ("storage", "ray", "data")),
+    (("resume",), "continue an interrupted run without rerunning finished trials", _resume, _args_resume,
+     ("storage", "ray")),
+    (("report",), "(re)write the report of a finished or interrupted run", _report, _args_report, ("storage",)),
+    (("list",), "search spaces and every registered component with its parameters", _list, _args_list, ()),
+    (("data", "synth"), "write the built-in synthetic cohort as DICOM", _synth, _args_synth, ()),
+    (("data", "inspect"), "samples, patients, modalities, labels, flagged columns, quarantined files", _inspect,
+     _args_inspect, ("data",)),
+    (("data", "standin"), "write a small generated dataset in a real cohort's on-disk layout", _standin,
+     _args_standin, ()),
+]
+GROUP_HELP = {"data": "datasets"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__.split("\n\n")[0])
+    parents = _parents()
+    subs = {(): p.add_subparsers(dest="command", required=True)}
+    for path, help_text, fn, add_args, shared in COMMANDS:
+        for depth in range(1, len(path)):  # a command group (``data``): made on first use
+            group = path[:depth]
+            if group not in subs:
+                g = subs[group[:-1]].add_parser(group[-1], help=GROUP_HELP.get(group[-1]))
+                subs[group] = g.add_subparsers(dest=f"{'_'.join(group)}_command", required=True)
+        sp = subs[path[:-1]].add_parser(path[-1], help=help_text, parents=[parents[k] for k in shared])
+        add_args(sp)
+        sp.set_defaults(fn=fn)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     a = parser().parse_args(argv)
+    for key, value in RUN_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
     if getattr(a, "storage", None):
         os.environ["SWEEPS_RUNS"] = str(os.path.abspath(a.storage))
     from trainables.data.cohort import CohortError

@@ -14,6 +14,9 @@ import platform
 import time
 from pathlib import Path
 
+from trainables.atomic import write_bytes, write_text
+from trainables.paths import sweeps_home
+
 from .spec import SweepSpec, load_space
 
 log = logging.getLogger("sweeps")
@@ -24,7 +27,7 @@ class ResourceError(RuntimeError):
 
 
 def home() -> Path:
-    return Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")).resolve()
+    return sweeps_home()
 
 
 def runs_root() -> Path:
@@ -286,15 +289,18 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],
                 "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
-        (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
+        write_text(run_dir / "sweep.json", json.dumps(meta, indent=1))
+        import io
+
         import numpy as np
 
         extra = {}
         if handle.Y is not None:  # several targets: every target's labels (-1 masked) and classes for the report
             extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
                      **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
-        np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
-                 **extra)
+        buf = io.BytesIO()
+        np.savez(buf, y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names), **extra)
+        write_bytes(run_dir / "targets.npz", buf.getvalue())
         if _has_domain(spec.space):
             searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
                                     sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))

@@ -1,6 +1,9 @@
 """SweepSpec: what a search space file declares, and the checks run on it before anything starts.
 
-A search space is a Python file in ``search_spaces/`` that defines ``SPEC = SweepSpec(...)``. The
+A search space is a Python file that defines ``SPEC = SweepSpec(...)``, found by name on the space
+search path (:func:`space_path`: the ``SWEEPS_SPACES`` folders, then the repository's
+``search_spaces/``) or given by its path; either way it is loaded as a file, never imported as a
+package. The
 space is a nested dict of plain values and Ray Tune domains (``tune.choice``, ``tune.loguniform``,
 ...). Never nest a ``tune.choice`` inside another (OptunaSearch cannot express it): give each
 component's parameters in a sub-dict keyed by the component name instead.
@@ -8,11 +11,9 @@ component's parameters in a sub-dict keyed by the component name instead.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import importlib.util
 import inspect
-import pkgutil
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,12 @@ from trainables.fusion import FUSIONS
 from trainables.heads import HEADS
 from trainables.metrics import EXTRA_OBJECTIVES, METRICS
 from trainables.pooling import POOLINGS
-from trainables.registry import Registry, UnknownComponentError
+from trainables.lookup import unknown
+from trainables.registry import Param, ParamValueError, Registry, UnknownComponentError, check_declared
 from trainables.sampling import SAMPLINGS
 from trainables.tabular import TABULAR
-from trainables.training import TRAIN_OPTION_NAMES
 from trainables.tabular import normalise as tabular_spec
+from trainables.training import TRAIN_PARAMS
 
 
 class SpecError(ValueError):
@@ -42,7 +44,10 @@ COMPONENTS: dict[str, Registry] = {"pooling": POOLINGS, "fusion": FUSIONS, "samp
 # keys a trial config may hold, besides the components
 SETTINGS = {"encoder", "preprocessing", "pca_dim", "tabular", "text", "missing_eval"}
 TRAINABLES = ("frozen", "finetune")
-POOL_TRAINING = set(TRAIN_OPTION_NAMES)  # pooler training options accepted in pooling params (trainables.training)
+# declared settings of a space (besides the components, which their registries declare)
+SETTING_PARAMS = {"pca_dim": Param(int, 0, low=0, doc="whitened PCA projection of each modality's instances (0 = off)")}
+# the repository's own spaces; SWEEPS_SPACES (os.pathsep-separated folders) is searched first
+REPO_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 
 
 @dataclass
@@ -67,8 +72,7 @@ class SweepSpec:
 
     def validate(self) -> None:
         if self.metric not in METRICS and self.metric not in EXTRA_OBJECTIVES:
-            raise SpecError(f"space {self.name!r}: metric {self.metric!r} unknown; metrics: "
-                            f"{', '.join([*METRICS, *EXTRA_OBJECTIVES])}")
+            raise SpecError(unknown("metric", self.metric, [*METRICS, *EXTRA_OBJECTIVES], f"{self.name}.metric"))
         if self.metric in EXTRA_OBJECTIVES and self.mode != EXTRA_OBJECTIVES[self.metric]:
             raise SpecError(f"space {self.name!r}: metric {self.metric!r} needs mode {EXTRA_OBJECTIVES[self.metric]!r}")
         if self.mode not in ("max", "min"):
@@ -84,10 +88,15 @@ class SweepSpec:
         allowed = SETTINGS | set(COMPONENTS) | (FINETUNE_SETTINGS if finetune else set())
         for key in self.space:
             if key not in allowed:
-                close = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                hint += " It applies to trainable='finetune' only." if key in FINETUNE_SETTINGS else ""
-                raise SpecError(f"space {self.name!r}: unknown field {key!r}.{hint} Fields: {', '.join(sorted(allowed))}")
+                hint = " It applies to trainable='finetune' only." if key in FINETUNE_SETTINGS else ""
+                raise SpecError(unknown("field", key, allowed, self.name) + hint)
+        try:
+            check_declared("setting", SETTING_PARAMS, {k: v for k, v in self.space.items() if k in SETTING_PARAMS},
+                           self.name, "space")
+            if finetune and isinstance(self.space.get("train"), dict):  # values and range bounds, as for components
+                check_declared("training option", TRAIN_PARAMS, self.space["train"], f"{self.name}.train", "train")
+        except ParamValueError as exc:
+            raise SpecError(str(exc)) from None
         if finetune:
             try:
                 check_finetune_space(self.space, self.name)
@@ -135,7 +144,7 @@ class SweepSpec:
                     raise SpecError(f"space {self.name!r}: compare.pooling needs at least two poolings")
                 for a in arms:
                     POOLINGS.check(a, f"{self.name}.compare.pooling")
-        except (UnknownComponentError, WeightsError) as exc:
+        except (UnknownComponentError, WeightsError, ParamValueError) as exc:
             raise SpecError(str(exc)) from None
 
     def target_names(self, cohort) -> list[str]:
@@ -146,10 +155,7 @@ class SweepSpec:
         wanted = known if self.target == "all" else [self.target] if isinstance(self.target, str) else list(self.target)
         for t in wanted:
             if t not in known:
-                close = difflib.get_close_matches(t, known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise SpecError(f"space {self.name!r}: cohort {cohort.name!r} has no target {t!r}.{hint} "
-                                f"Targets: {', '.join(known)}")
+                raise SpecError(unknown(f"target of cohort {cohort.name!r}", t, known, f"{self.name}.target"))
         return wanted
 
     def embeddings(self) -> list[tuple[str, str]]:
@@ -181,6 +187,8 @@ def values_of(v: Any) -> list[Any]:
 
 
 def _check_component(space: str, kind: str, table: Registry, value: Any) -> None:
+    """Names, parameter names and parameter values (constants, every ``tune.choice`` category, the
+    bounds of numeric ranges) of one component entry, against the registry's declarations."""
     where = f"{space}.{kind}"
     if isinstance(value, dict):
         if "name" not in value and kind != "pooling":
@@ -194,7 +202,7 @@ def _check_component(space: str, kind: str, table: Registry, value: Any) -> None
             table.check(sub, f"{where}.{sub}")
             if not isinstance(params, dict):
                 raise SpecError(f"{where}.{sub}: parameters must be a dict")
-            _check_params(where + "." + sub, table[sub], params, extra=POOL_TRAINING if kind == "pooling" else set())
+            check_params(table, sub, params, f"{where}.{sub}", kind)
             for key in ("members", "base") if kind == "head" else ():  # ensembles name other heads
                 for v in values_of(params[key]) if key in params else []:
                     for member in str(v).split("+"):
@@ -207,40 +215,68 @@ def _check_component(space: str, kind: str, table: Registry, value: Any) -> None
             table.check(n, where)
 
 
-def _check_params(where: str, factory, params: dict, extra: set[str]) -> None:
-    sig = inspect.signature(factory)
-    valid = {p for p in sig.parameters if p not in ("self", "in_dim", "seed")} | extra
-    for p in params:
-        if p not in valid:
-            close = difflib.get_close_matches(p, sorted(valid), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise SpecError(f"{where}: unknown parameter {p!r}.{hint} Parameters: {', '.join(sorted(valid)) or 'none'}")
+# constructor arguments the platform sets itself: never a space's to give
+FIXED_ARGS = frozenset({"self", "in_dim", "seed", "cache_root", "key_extra"})
+
+
+def check_params(table: Registry, name: str, params: dict, where: str, field: str) -> None:
+    """``params`` of component ``name`` against its declaration (:class:`trainables.registry.Param`):
+    every name, constant value and choice category; a component without a declaration has its names
+    checked against its constructor's keywords. Raises SpecError naming the field, value and allowed."""
+    try:
+        if name in table.params:
+            table.check_params(name, params, where, field=field)
+            return
+        valid = {p for p in inspect.signature(table[name]).parameters if p not in FIXED_ARGS}
+        for p in params:
+            if p not in valid:
+                raise SpecError(unknown(f"{table.kind} {name!r} parameter", p, valid, where))
+    except ParamValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def space_path() -> list[Path]:
+    """The folders searched for a space by name, first match wins: each ``SWEEPS_SPACES`` entry
+    (``os.pathsep``-separated), then the repository's ``search_spaces/``."""
+    extra = [Path(p).expanduser() for p in os.environ.get("SWEEPS_SPACES", "").split(os.pathsep) if p]
+    return [*extra, REPO_SPACES]
+
+
+def find_spaces() -> dict[str, Path]:
+    """Every space on the search path: name -> file (names starting with ``_`` are not spaces)."""
+    found: dict[str, Path] = {}
+    for folder in space_path():
+        for f in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            if not f.stem.startswith("_"):
+                found.setdefault(f.stem, f)
+    return found
 
 
 def available_spaces() -> list[str]:
-    import search_spaces
-
-    return sorted(m.name for m in pkgutil.iter_modules(search_spaces.__path__) if not m.name.startswith("_"))
+    return sorted(find_spaces())
 
 
 def load_space(name: str) -> SweepSpec:
-    """A space by name (``search_spaces/NAME.py``) or by the path of a ``.py`` file defining SPEC."""
+    """A space by name (``NAME.py`` on :func:`space_path`) or by the path of a ``.py`` file defining SPEC."""
     if name.endswith(".py"):
         path = Path(name)
         if not path.exists():
             raise SpecError(f"{path}: search space file not found")
-        mod_name = f"_sweeps_space_{path.stem}"
-        loader = importlib.util.spec_from_file_location(mod_name, path)
-        mod = importlib.util.module_from_spec(loader)
-        sys.modules[mod_name] = mod
-        loader.loader.exec_module(mod)
-        return _spec_of(mod, str(path))
-    spaces = available_spaces()
+        return _load_file(path)
+    spaces = find_spaces()
     if name not in spaces:
-        close = difflib.get_close_matches(name, spaces, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SpecError(f"unknown search space {name!r}.{hint} Spaces: {', '.join(spaces)}")
-    return _spec_of(importlib.import_module(f"search_spaces.{name}"), f"search_spaces/{name}.py")
+        raise SpecError(unknown("search space", name, spaces))
+    return _load_file(spaces[name])
+
+
+def _load_file(path: Path) -> SweepSpec:
+    """Execute a space file as a module of its own (its SPEC is validated)."""
+    mod_name = f"_sweeps_space_{path.stem}"
+    loader = importlib.util.spec_from_file_location(mod_name, path)
+    mod = importlib.util.module_from_spec(loader)
+    sys.modules[mod_name] = mod
+    loader.loader.exec_module(mod)
+    return _spec_of(mod, str(path))
 
 
 def _spec_of(mod, where: str) -> SweepSpec:

@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_dir
+from .paths import sweeps_home
+
 CACHE_VERSION = 1
 QUARANTINE_FILE = "quarantine.json"
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")) / "cache"
+    return sweeps_home() / "cache"
 
 
 def make_key(**parts) -> str:
@@ -67,23 +68,12 @@ def write(root: Path, key: str, embeddings: np.ndarray, index: pd.DataFrame, met
     ``index`` has one row per embedding; ``quarantine`` lists the instances left out of both."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    # a concurrent writer of the same key may finish first: theirs is as good (if_exists="keep")
+    with atomic_dir(root / key, if_exists="keep", prefix=f".tmp-{key}-", fsync=True) as tmp:
         np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
         index[["sample_id", "modality", "order"]].to_csv(tmp / "index.csv", index=False)
         (tmp / QUARANTINE_FILE).write_text(json.dumps(quarantine or [], indent=1))
         (tmp / "meta.json").write_text(json.dumps({**meta, "key": key, "created": time.time()}, indent=1))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        try:
-            os.rename(tmp, root / key)
-        except OSError:  # the entry appeared meanwhile (a concurrent writer): theirs is as good
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     entry = lookup(root, key)
     assert entry is not None
     return entry

@@ -34,7 +34,6 @@ deep network underflow without it; GPUs without bfloat16 train in full precision
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -54,6 +53,7 @@ from .data.images import ImageReadError, read_slice, read_slice_with_voi
 from .encoders import ENCODERS, IMAGENET_MEAN, IMAGENET_STD, Preprocessor, create_encoder
 from .metrics import compute_metrics
 from .pipeline import _arm_specs, flatten
+from .lookup import check as check_name
 from .pooling import POOLINGS
 from .registry import build
 from .splits import grouped_folds
@@ -108,11 +108,7 @@ def check_space(space: dict[str, Any], where: str) -> None:
     if not isinstance(train, dict):
         raise ValueError(f"{where}.train: must be a dict of training options, got {type(train).__name__}")
     for name, v in train.items():
-        if name not in TRAIN_OPTION_NAMES:
-            close = difflib.get_close_matches(name, sorted(TRAIN_OPTION_NAMES), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{where}.train: unknown training option {name!r}.{hint} "
-                             f"Options: {', '.join(sorted(TRAIN_OPTION_NAMES))}")
+        check_name("training option", name, TRAIN_OPTION_NAMES, f"{where}.train", error=ValueError)
         for x in _values(v):
             try:
                 TrainOptions(**{name: x})
@@ -143,7 +139,7 @@ def make_scheduler(spec):
     if spec.scheduler is None:
         return None
     if spec.scheduler != "asha":
-        raise ValueError(f"unknown scheduler {spec.scheduler!r}; schedulers: asha")
+        check_name("scheduler", spec.scheduler, ("asha",), error=ValueError)
     from ray.tune.schedulers import ASHAScheduler
 
     budget = epoch_budget(spec.space, spec.folds, len(spec.compare.get("pooling", [])))

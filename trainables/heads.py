@@ -12,7 +12,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import StandardScaler
 
-from .registry import Registry, UnknownComponentError
+from .registry import Param, Registry, UnknownComponentError
 
 # heads that need a package outside the core dependencies: head -> (module, how to install it)
 OPTIONAL = {"xgboost": ("xgboost", "pip install xgboost-cpu  (or: pip install -e '.[xgboost]')")}
@@ -78,7 +78,8 @@ class Scaled(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
-@HEADS.register("logreg")
+@HEADS.register("logreg", params={"C": Param(float, 1.0, low=0, open_low=True, doc="inverse L2 strength"),
+                                   "max_iter": Param(int, 2000, low=1, doc="solver iterations")})
 def logreg(C: float = 1.0, max_iter: int = 2000, seed: int = 0):
     """Multinomial logistic regression (L2), on standardised features."""
     from sklearn.linear_model import LogisticRegression
@@ -86,7 +87,8 @@ def logreg(C: float = 1.0, max_iter: int = 2000, seed: int = 0):
     return Scaled(LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
 
 
-@HEADS.register("svc")
+@HEADS.register("svc", params={"C": Param(float, 1.0, low=0, open_low=True, doc="inverse regularisation strength"),
+                                "kernel": Param(str, "rbf", choices=("linear", "poly", "rbf", "sigmoid"), doc="kernel")})
 def svc(C: float = 1.0, kernel: str = "rbf", seed: int = 0):
     """Support vector classifier with Platt-scaled probabilities (Cortes & Vapnik 1995)."""
     from sklearn.svm import SVC
@@ -94,7 +96,12 @@ def svc(C: float = 1.0, kernel: str = "rbf", seed: int = 0):
     return Scaled(SVC(C=C, kernel=kernel, probability=True, random_state=seed))
 
 
-@HEADS.register("lightgbm")
+@HEADS.register("lightgbm", params={
+    "n_estimators": Param(int, 150, low=1, doc="boosting rounds"),
+    "learning_rate": Param(float, 0.05, low=0, open_low=True, doc="shrinkage"),
+    "num_leaves": Param(int, 15, low=2, doc="leaves per tree"),
+    "colsample_bytree": Param(float, 0.3, low=0, high=1, open_low=True, doc="share of features per tree"),
+    "n_jobs": Param(int, 1, doc="threads (-1: all)")})
 def lightgbm(n_estimators: int = 150, learning_rate: float = 0.05, num_leaves: int = 15,
              colsample_bytree: float = 0.3, seed: int = 0, n_jobs: int = 1):
     """Gradient-boosted trees (Ke et al., NeurIPS 2017)."""
@@ -105,7 +112,12 @@ def lightgbm(n_estimators: int = 150, learning_rate: float = 0.05, num_leaves: i
                           n_jobs=n_jobs, verbose=-1)
 
 
-@HEADS.register("mlp")
+@HEADS.register("mlp", params={
+    "hidden_dim": Param(int, 128, low=1, doc="hidden units"),
+    "dropout": Param(float, 0.2, low=0, high=1, open_high=True, doc="dropout after the hidden layer"),
+    "epochs": Param(int, 60, low=1, doc="training epochs"),
+    "lr": Param(float, 1e-3, low=0, open_low=True, doc="AdamW learning rate"),
+    "weight_decay": Param(float, 1e-3, low=0, doc="AdamW weight decay")})
 def mlp(hidden_dim: int = 128, dropout: float = 0.2, epochs: int = 60, lr: float = 1e-3,
         weight_decay: float = 1e-3, seed: int = 0):
     """A one-hidden-layer torch MLP trained with AdamW, behind the scikit-learn contract."""
@@ -113,7 +125,15 @@ def mlp(hidden_dim: int = 128, dropout: float = 0.2, epochs: int = 60, lr: float
                                       weight_decay=weight_decay, seed=seed))
 
 
-@HEADS.register("xgboost")
+@HEADS.register("xgboost", params={
+    "n_estimators": Param(int, 200, low=1, doc="boosting rounds"),
+    "learning_rate": Param(float, 0.05, low=0, open_low=True, doc="shrinkage"),
+    "max_depth": Param(int, 4, low=1, doc="tree depth"),
+    "subsample": Param(float, 0.8, low=0, high=1, open_low=True, doc="share of rows per tree"),
+    "colsample_bytree": Param(float, 0.5, low=0, high=1, open_low=True, doc="share of features per tree"),
+    "min_child_weight": Param(float, 1.0, low=0, doc="minimum hessian per leaf"),
+    "reg_lambda": Param(float, 1.0, low=0, doc="L2 on leaf weights"),
+    "n_jobs": Param(int, 1, doc="threads (-1: all)")})
 def xgboost(n_estimators: int = 200, learning_rate: float = 0.05, max_depth: int = 4, subsample: float = 0.8,
             colsample_bytree: float = 0.5, min_child_weight: float = 1.0, reg_lambda: float = 1.0, seed: int = 0,
             n_jobs: int = 1):
@@ -220,7 +240,8 @@ def _members(members: str, seed: int) -> list[tuple[str, object]]:
     return out
 
 
-@HEADS.register("soft_voting")
+@HEADS.register("soft_voting", params={
+    "members": Param(str, "logreg+svc+lightgbm", doc="'+'-joined head names (two or more, no ensembles)")})
 def soft_voting(members: str = "logreg+svc+lightgbm", seed: int = 0):
     """Average of the members' predicted probabilities."""
     from sklearn.ensemble import VotingClassifier
@@ -228,7 +249,9 @@ def soft_voting(members: str = "logreg+svc+lightgbm", seed: int = 0):
     return VotingClassifier(_members(members, seed), voting="soft")
 
 
-@HEADS.register("stacking")
+@HEADS.register("stacking", params={
+    "members": Param(str, "logreg+svc+lightgbm", doc="'+'-joined head names (two or more, no ensembles)"),
+    "inner_folds": Param(int, 5, low=2, doc="inner folds for the meta-learner's out-of-fold inputs")})
 def stacking(members: str = "logreg+svc+lightgbm", inner_folds: int = 5, seed: int = 0):
     """Stacked generalisation (Wolpert 1992): a logistic-regression meta-learner fitted on the
     members' out-of-fold probabilities from an inner split of the training fold only (nested: the
@@ -242,7 +265,10 @@ def stacking(members: str = "logreg+svc+lightgbm", inner_folds: int = 5, seed: i
                               stack_method="predict_proba")
 
 
-@HEADS.register("bagging")
+@HEADS.register("bagging", params={
+    "base": Param(str, "logreg", doc="the head bagged (any registered head but an ensemble)"),
+    "n_estimators": Param(int, 10, low=1, doc="bootstrap replicates"),
+    "max_samples": Param(float, 0.8, low=0, high=1, open_low=True, doc="share of training rows per replicate")})
 def bagging(base: str = "logreg", n_estimators: int = 10, max_samples: float = 0.8, seed: int = 0):
     """Bootstrap aggregating (Breiman 1996) over any registered head."""
     from sklearn.ensemble import BaggingClassifier

@@ -7,12 +7,70 @@ and ``recall_<class>`` for each class.
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
+from .lookup import UnknownNameError, unknown
+
 METRICS = ("accuracy", "f1_macro", "auc_macro", "balanced_accuracy")
-# objectives only some trials report: the RSNA 2024 lumbar competition score (multi-target lumbar sweeps; min)
-EXTRA_OBJECTIVES = {"rsna_score": "min"}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A score only some trials report (a competition's metric over some of their targets).
+
+    The scoring code lives with the cohort that defines it and is named here by module and
+    attribute, resolved when a trial first scores (so neither this module nor the pipeline imports
+    an adapter, and a Ray worker resolves it without the driver's imports):
+
+    - ``targets(names, classes) -> list[str]``: which of a trial's targets it scores;
+    - ``score(labels, proba) -> dict``: ``score`` plus named parts, reported as ``NAME`` and
+      ``PREFIX/part``.
+    """
+
+    name: str
+    mode: str  # "min" or "max"
+    module: str
+    targets: str
+    score: str
+    prefix: str
+    doc: str = ""
+
+    def resolve(self, attr: str):
+        return getattr(importlib.import_module(self.module), attr)
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register_objective(objective: Objective) -> Objective:
+    if objective.name in OBJECTIVES or objective.name in METRICS:
+        raise ValueError(f"objective {objective.name!r} is registered twice")
+    OBJECTIVES[objective.name] = objective
+    return objective
+
+
+register_objective(Objective("rsna_score", "min", "trainables.data.rsna", "scored_targets", "competition_score",
+                             "rsna", "RSNA 2024 lumbar competition score (multi-target lumbar sweeps)"))
+# name -> mode of every registered objective (the space check reads it)
+EXTRA_OBJECTIVES = {name: o.mode for name, o in OBJECTIVES.items()}
+
+
+def objective_metrics(names: Sequence[str], classes: Mapping[str, Sequence[str]], Y: np.ndarray,
+                      proba: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Every registered objective that applies to some of a trial's targets, over out-of-fold
+    predictions: ``Y`` (n, T) class index per target (-1 masked), ``proba[target]`` (n, k)."""
+    out: dict[str, Any] = {}
+    for o in OBJECTIVES.values():
+        scored = o.resolve(o.targets)(list(names), classes)
+        if scored:
+            score = o.resolve(o.score)({t: Y[:, list(names).index(t)] for t in scored}, {t: proba[t] for t in scored})
+            out.update({o.name: score["score"], **{f"{o.prefix}/{k}": v for k, v in score.items() if k != "score"}})
+    return out
 
 
 def auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -26,7 +26,7 @@ import torch
 
 from .fusion import FUSIONS
 from .heads import HEADS, fit_head, predict_proba_full
-from .metrics import METRICS, compute_metrics
+from .metrics import METRICS, compute_metrics, objective_metrics
 from .pooling import POOLINGS, fit_poolers, pool
 from .registry import build, split_spec
 from .sampling import SAMPLINGS, balanced_class_weight
@@ -272,12 +272,7 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
             metrics[f"target/{t}/n"] = int(lab.sum())
         for key in METRICS:
             metrics[key] = float(np.nanmean([metrics[f"target/{t}/{key}"] for t in names]))
-        rsna = _rsna_names(names, classes)
-        if rsna:  # the RSNA 2024 competition metric over the lumbar targets of this trial (lower is better)
-            from .data.rsna import competition_score
-
-            score = competition_score({t: Y[:, names.index(t)] for t in rsna}, {t: proba[a][t] for t in rsna})
-            metrics.update({"rsna_score": score["score"], **{f"rsna/{k}": v for k, v in score.items() if k != "score"}})
+        metrics.update(objective_metrics(names, classes, Y, proba[a]))  # e.g. the RSNA 2024 score (lumbar targets)
         for tr, te in folds:
             fm = {}
             for key in METRICS:
@@ -325,12 +320,6 @@ def _rows(ctx: dict, rows: np.ndarray) -> dict:
         return {}
     return {"bags": {m: (X[rows], mask[rows]) for m, (X, mask) in ctx["bags"].items()},
             "texts": None if ctx["texts"] is None else [ctx["texts"][i] for i in rows]}
-
-
-def _rsna_names(names: list[str], classes: dict) -> list[str]:
-    from .data.rsna import CLASSES, TARGET_NAMES
-
-    return [t for t in names if t in TARGET_NAMES and tuple(classes[t]) == tuple(CLASSES)]
 
 
 def text_features(spec, data: TrialData, train: np.ndarray, seed: int) -> np.ndarray:

@@ -14,10 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .registry import Registry
-from .training import fit, options_from, training_device
+from .registry import Param, Registry
+from .training import TRAIN_PARAMS, fit, options_from, training_device
 
 POOLINGS = Registry("pooling")
+
+# a learnable pooling's parameters: its layer sizes plus the training options of fit_poolers
+ATTENTION_PARAMS = {
+    "hidden_dim": Param(int, 64, low=1, doc="attention hidden units"),
+    "dropout": Param(float, 0.0, low=0, high=1, open_high=True, doc="dropout on the attention hidden layer"),
+    **TRAIN_PARAMS,
+}
 
 
 class _Pool(nn.Module):
@@ -33,7 +40,7 @@ class _Pool(nn.Module):
         raise NotImplementedError
 
 
-@POOLINGS.register("mean")
+@POOLINGS.register("mean", params={})
 class MeanPool(_Pool):
     """Average pooling over the real instances."""
 
@@ -46,7 +53,7 @@ class MeanPool(_Pool):
         return m / m.sum(1, keepdim=True).clamp_min(1.0)
 
 
-@POOLINGS.register("max")
+@POOLINGS.register("max", params={})
 class MaxPool(_Pool):
     """Element-wise max over the real instances."""
 
@@ -56,7 +63,7 @@ class MaxPool(_Pool):
         return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
 
 
-@POOLINGS.register("attention")
+@POOLINGS.register("attention", params=ATTENTION_PARAMS)
 class AttentionPool(_Pool):
     """Attention-based MIL pooling (Ilse, Tomczak & Welling, ICML 2018): a = softmax(w^T tanh(V h))."""
 
@@ -81,7 +88,7 @@ class AttentionPool(_Pool):
         return torch.einsum("bn,bnd->bd", a, x)
 
 
-@POOLINGS.register("gated_attention")
+@POOLINGS.register("gated_attention", params=ATTENTION_PARAMS)
 class GatedAttentionPool(AttentionPool):
     """Gated attention MIL pooling (Ilse et al. 2018): a = softmax(w^T (tanh(V h) * sigmoid(U h)))."""
 

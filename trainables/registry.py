@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .lookup import UnknownNameError, check as check_name
+from .lookup import UnknownNameError, closest, check as check_name
 
 
 class UnknownComponentError(UnknownNameError):
@@ -42,6 +42,8 @@ class Param:
     high: float | None = None
     doc: str = ""
     nullable: bool = False  # None allowed
+    open_low: bool = False  # low itself not allowed (lr > 0)
+    open_high: bool = False  # high itself not allowed (a fraction < 1)
 
     def allowed(self) -> str:
         if self.choices is not None:
@@ -52,7 +54,7 @@ class Param:
             if self.low is not None or self.high is not None:
                 lo = "-inf" if self.low is None else f"{self.low:g}"
                 hi = "inf" if self.high is None else f"{self.high:g}"
-                text += f" in [{lo}, {hi}]"
+                text += f" in {'(' if self.open_low else '['}{lo}, {hi}{')' if self.open_high else ']'}"
         return text + (" or None" if self.nullable else "")
 
     def describe(self, name: str) -> str:
@@ -77,11 +79,22 @@ class Param:
             norm = (lambda v: v.lower() if isinstance(v, str) else v)
             ok = norm(value) in {norm(c) for c in self.choices}
         if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isnan(value) or (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-                ok = False
+            ok = self.in_range(value)
         if not ok:
             at = f" (at {where})" if where else ""
-            raise ParamValueError(f"{field}={value!r}{at}: allowed {self.allowed()}")
+            close = closest(value, self.choices) if self.choices is not None and isinstance(value, str) else None
+            hint = f". Did you mean {close!r}?" if close else ""
+            raise ParamValueError(f"{field}={value!r}{at}: allowed {self.allowed()}{hint}")
+
+    def in_range(self, value: float) -> bool:
+        """Whether the number ``value`` lies within the declared bounds (NaN never does)."""
+        if math.isnan(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.open_high and value == self.high)):
+            return False
+        return True
 
 
 class Registry(dict):
@@ -99,7 +112,8 @@ class Registry(dict):
             if name in self:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self[name] = factory
-            self.params[name] = dict(params or {})
+            if params is not None:  # {} declares "takes no parameters"; None leaves it undeclared
+                self.params[name] = dict(params)
             return factory
 
         return deco
@@ -109,19 +123,65 @@ class Registry(dict):
             name = repr(name)  # unhashable values (a dict) cannot be names
         return check_name(self.kind, name, self, where, error=UnknownComponentError)
 
-    def check_params(self, name: str, params: Mapping[str, Any], where: str = "") -> None:
-        """Check parameter names and constant values of component ``name`` against its declaration.
+    def check_params(self, name: str, params: Mapping[str, Any], where: str = "", field: str | None = None) -> None:
+        """Check parameter names and values of component ``name`` against its declaration.
 
+        A value may be a constant, a ``tune.choice`` (every category is checked), a
+        ``{"grid_search": [...]}`` (every entry) or a numeric Tune domain (``tune.uniform``,
+        ``tune.loguniform``, ``tune.randint``: its bounds are checked against the declared range).
+        Domains are recognised by their attributes (``categories``; ``lower``/``upper``), so this
+        module does not import Ray. ``field`` prefixes the parameter in messages (default: the kind).
         A component registered without a declaration is not checked here (its constructor still is).
-        Values that are not plain constants (a Tune domain) are the caller's to expand.
         """
         declared = self.params.get(name)
-        if not declared:
+        if declared is None:
             return
-        at = where or self.kind
-        for key, value in params.items():
-            check_name(f"{self.kind} {name!r} parameter", key, declared, at, error=ParamValueError)
-            declared[key].check(value, f"{self.kind}.{key}", at)
+        check_declared(f"{self.kind} {name!r} parameter", declared, params, where or self.kind, field or self.kind)
+
+
+def check_declared(what: str, declared: Mapping[str, Param], params: Mapping[str, Any], where: str, prefix: str) -> None:
+    """Names and values of ``params`` against ``declared`` (see :meth:`Registry.check_params`):
+    an unknown name is ``unknown WHAT 'key' (at WHERE)``; a bad value ``PREFIX.key=value (at WHERE): allowed ...``."""
+    for key, value in params.items():
+        check_name(what, key, declared, where, error=ParamValueError)
+        param = declared[key]
+        for v in values_of(value):
+            param.check(v, f"{prefix}.{key}", where)
+        if hasattr(value, "lower") and hasattr(value, "upper") and not isinstance(value, str):
+            _check_bounds(param, value, f"{prefix}.{key}", where)
+
+
+def values_of(value: Any) -> list[Any]:
+    """The constants a space value stands for: a choice's categories, a grid's entries, or itself;
+    none for a numeric domain (whose bounds :func:`_check_bounds` checks)."""
+    if hasattr(value, "categories"):
+        return list(value.categories)
+    if isinstance(value, Mapping) and "grid_search" in value:
+        return list(value["grid_search"])
+    if hasattr(value, "sample"):  # a numeric range (bounds checked apart) or sample_from (checked in the trial)
+        return []
+    return [value]
+
+
+def _check_bounds(param: Param, domain: Any, field: str, where: str) -> None:
+    """A numeric domain's draws must lie in the declared range: its lower bound, and its upper bound
+    unless that is the declared (open) limit itself, which draws never reach."""
+    kind = type(domain).__name__  # Float, Integer
+    if kind == "Float" and param.type is int:
+        raise ParamValueError(f"{field}: a float range for a whole-number parameter (at {where}); "
+                              "use tune.randint or tune.qrandint")
+    if param.choices is not None:
+        raise ParamValueError(f"{field}: a numeric range (at {where}) for a parameter with choices "
+                              f"{param.allowed()}; use tune.choice")
+    lower, upper = domain.lower, domain.upper
+    if kind == "Integer":
+        upper = upper - 1  # tune.randint's upper bound is exclusive
+    for bound, value in (("lower", lower), ("upper", upper)):
+        if bound == "upper" and value == param.high:
+            continue
+        if not param.in_range(float(value)):
+            at = f" (at {where})" if where else ""
+            raise ParamValueError(f"{field}: {bound} bound {value!r} of the {kind} range{at}: allowed {param.allowed()}")
 
 
 class ComponentArgumentError(TypeError):

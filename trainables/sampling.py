@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from .registry import Registry
+from .registry import Param, Registry
 
 SAMPLINGS = Registry("sampling")
 
@@ -21,7 +21,7 @@ def balanced_class_weight(y: np.ndarray, n_classes: int) -> np.ndarray:
     return w
 
 
-@SAMPLINGS.register("none")
+@SAMPLINGS.register("none", params={})
 class NoSampling:
     """Leave the training part as it is."""
 
@@ -31,7 +31,7 @@ class NoSampling:
         return X, y, None
 
 
-@SAMPLINGS.register("class_weight")
+@SAMPLINGS.register("class_weight", params={})
 class ClassWeight:
     """Weight each sample by its class's balanced weight (a weighted loss)."""
 
@@ -42,7 +42,7 @@ class ClassWeight:
         return X, y, w[y]
 
 
-@SAMPLINGS.register("smote")
+@SAMPLINGS.register("smote", params={"k_neighbors": Param(int, 5, low=1, doc="neighbours interpolated between")})
 class Smote:
     """SMOTE oversampling of the minority classes (Chawla et al., JAIR 2002), via imbalanced-learn."""
 
@@ -62,7 +62,7 @@ class Smote:
         return Xr, yr, None
 
 
-@SAMPLINGS.register("random_under")
+@SAMPLINGS.register("random_under", params={})
 class RandomUnder:
     """Random undersampling of the majority classes, via imbalanced-learn."""
 

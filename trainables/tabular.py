@@ -17,9 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .registry import Registry
+from .registry import Param, Registry
 
 TABULAR = Registry("tabular preprocessing")
+
+_COMMON = {"scale": Param(bool, True, doc="standardise the numeric columns"),
+           "indicators": Param(bool, True, doc="add missing-value indicator columns")}
 
 
 def normalise(value) -> object:
@@ -69,7 +72,7 @@ class _Tabular:
         return np.asarray(ct.transform(cat_df), dtype=np.float32)
 
 
-@TABULAR.register("none")
+@TABULAR.register("none", params={})
 class NoTabular:
     """No tabular features."""
 
@@ -77,7 +80,7 @@ class NoTabular:
         return None
 
 
-@TABULAR.register("simple")
+@TABULAR.register("simple", params=_COMMON)
 class SimpleTabular(_Tabular):
     """Median imputation (+ missing indicators), scaling, one-hot encoding."""
 
@@ -87,7 +90,11 @@ class SimpleTabular(_Tabular):
         return SimpleImputer(strategy="median", add_indicator=self.indicators)
 
 
-@TABULAR.register("iterative_rf")
+@TABULAR.register("iterative_rf", params={
+    "n_estimators": Param(int, 30, low=1, doc="trees in the imputing random forest"),
+    "max_iter": Param(int, 5, low=1, doc="imputation rounds"),
+    "max_depth": Param(int, 8, low=1, nullable=True, doc="tree depth (None: unlimited)"),
+    **_COMMON})
 class IterativeRFTabular(_Tabular):
     """Iterative imputation with a random-forest estimator (the lumbar seed's), then scaling and one-hot."""
 

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from . import cache
-from .registry import Registry, build
+from .lookup import check as check_name
+from .registry import REQUIRED, Param, Registry, build
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub, whatever the caller set up
 
@@ -64,7 +65,7 @@ _PLACEHOLDER = re.compile(r"X{3,}|(?<![^\W\d_])[xX]{3,}(?![^\W\d_])")
 _SPACES = re.compile(r"\s+")
 
 
-@TEXT_STEPS.register("clean")
+@TEXT_STEPS.register("clean", params={})
 def clean() -> Callable[[pd.Series], pd.Series]:
     """Lowercase, blank out non-printing characters and de-identification placeholders, collapse whitespace."""
 
@@ -75,7 +76,8 @@ def clean() -> Callable[[pd.Series], pd.Series]:
     return run
 
 
-@TEXT_STEPS.register("remove_terms")
+@TEXT_STEPS.register("remove_terms", params={
+    "terms": Param((str, list, tuple), (), doc="words or phrases removed (whole words, any case)")})
 def remove_terms(terms: str | Sequence[str] = ()) -> Callable[[pd.Series], pd.Series]:
     """Remove whole words or phrases, case-insensitively (terms that leak the label, e.g. "covid-19").
 
@@ -197,7 +199,7 @@ def run_transformer(texts: Sequence[str], path: str | Path, *, pooling: str = "c
     fp16 autocast on a GPU. ``cls``: the first token's last hidden state; ``mean``: the average of
     the last hidden states over the attention mask."""
     if pooling not in POOLINGS:
-        raise TextEncoderError(f"unknown text pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        check_name("text pooling", pooling, POOLINGS, error=TextEncoderError)
     texts = as_texts(texts)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer, model = load_transformer(path)
@@ -249,7 +251,7 @@ def embed_texts(texts: Sequence[Any], encoder: str = "transformer", *, path: str
         raise TextEncoderError(f"text encoder {encoder!r} is learned on the training fold: fit/transform it in the "
                                "trial; only 'transformer' embeddings are cached")
     if pooling not in POOLINGS:
-        raise TextEncoderError(f"unknown text pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        check_name("text pooling", pooling, POOLINGS, error=TextEncoderError)
     texts = as_texts(texts)
     root = Path(cache_root or cache.default_root())
     key = text_cache_key(texts, path, pooling, max_length, key_extra)
@@ -267,7 +269,11 @@ def embed_texts(texts: Sequence[Any], encoder: str = "transformer", *, path: str
     return np.asarray(entry.embeddings)
 
 
-@TEXT_ENCODERS.register("transformer")
+@TEXT_ENCODERS.register("transformer", params={
+    "path": Param(str, REQUIRED, doc="a local model folder, or 'minilm'"),
+    "pooling": Param(str, "cls", choices=POOLINGS, doc="token pooling"),
+    "max_length": Param(int, 256, low=1, doc="tokens per text"),
+    "batch_size": Param(int, 32, low=1, doc="texts per forward pass")})
 class TransformerTextEncoder:
     """The frozen transformer behind the common encoder interface; ``transform`` goes through the cache.
     Call it once on all of a cohort's texts (it is unsupervised, so that leaks nothing)."""
@@ -277,7 +283,7 @@ class TransformerTextEncoder:
     def __init__(self, path: str | Path, pooling: str = "cls", max_length: int = 256, batch_size: int = 32,
                  cache_root: Path | None = None, key_extra: str = ""):
         if pooling not in POOLINGS:
-            raise TextEncoderError(f"unknown text pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+            check_name("text pooling", pooling, POOLINGS, error=TextEncoderError)
         model_folder(path)  # a bad folder fails when the space is built, not in a trial
         self.path, self.pooling, self.max_length = path, pooling, max_length
         self.batch_size, self.cache_root, self.key_extra = batch_size, cache_root, key_extra
@@ -292,7 +298,12 @@ class TransformerTextEncoder:
 
 # -- TF-IDF + SVD ---------------------------------------------------------------------------------
 
-@TEXT_ENCODERS.register("tfidf")
+@TEXT_ENCODERS.register("tfidf", params={
+    "dim": Param(int, 64, low=1, doc="SVD components"),
+    "max_features": Param(int, 20000, low=1, doc="vocabulary size"),
+    "ngram_max": Param(int, 2, low=1, doc="longest word n-gram"),
+    "min_df": Param(int, 1, low=1, doc="minimum document frequency"),
+    "sublinear_tf": Param(bool, True, doc="1 + log(tf)")})
 class TfidfSVDEncoder:
     """TF-IDF over word 1..ngram_max-grams, then truncated SVD to ``dim`` (latent semantic analysis).
     The vocabulary, idf and SVD are fitted on the training fold's texts only. Output is always
@@ -343,7 +354,20 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-@TEXT_ENCODERS.register("tokens")
+@TEXT_ENCODERS.register("tokens", params={
+    "max_len": Param(int, 100, low=1, doc="tokens per text"),
+    "num_words": Param(int, 20000, low=1, doc="vocabulary size"),
+    "input_mode": Param(str, "embedding", choices=("embedding", "ids"), doc="learned embedding, or the seed's id vector"),
+    "pooling": Param(str, "max", choices=("max", "mean"), doc="pooling over positions"),
+    "emb_dim": Param(int, 64, low=1, doc="word embedding size"),
+    "hidden_dim": Param(int, 128, low=1, doc="hidden units"),
+    "out_dim": Param(int, 64, low=1, doc="representation size"),
+    "dropout": Param(float, 0.2, low=0, high=1, open_high=True, doc="dropout"),
+    "epochs": Param(int, 30, low=1, doc="training epochs"),
+    "lr": Param(float, 3e-3, low=0, open_low=True, doc="AdamW learning rate"),
+    "weight_decay": Param(float, 1e-4, low=0, doc="AdamW weight decay"),
+    "batch_size": Param(int, 64, low=1, doc="texts per step"),
+    "device": Param(str, "cpu", doc="torch device")})
 class TokenSequenceEncoder(nn.Module):
     """The seed's token-sequence text branch, trained in the trial on the training fold's labels.
 
@@ -367,9 +391,9 @@ class TokenSequenceEncoder(nn.Module):
                  lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 64, device: str = "cpu"):
         super().__init__()
         if input_mode not in ("embedding", "ids"):
-            raise TextEncoderError(f"tokens: unknown input_mode {input_mode!r}; valid: embedding, ids")
+            check_name("tokens input_mode", input_mode, ("embedding", "ids"), error=TextEncoderError)
         if pooling not in ("max", "mean"):
-            raise TextEncoderError(f"tokens: unknown pooling {pooling!r}; valid: max, mean")
+            check_name("tokens pooling", pooling, ("max", "mean"), error=TextEncoderError)
         self.pooling = pooling
         self.max_len, self.num_words, self.input_mode = int(max_len), int(num_words), input_mode
         self.emb_dim, self.hidden_dim, self.out_dim, self.dropout = emb_dim, hidden_dim, out_dim, dropout

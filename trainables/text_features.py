@@ -17,8 +17,6 @@ read the cache. ``path: "minilm"`` names the pretrained MiniLM that the PyPI pac
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 import pandas as pd
 
@@ -44,12 +42,12 @@ def _resolve_path(params: dict) -> dict:
 
 
 def check_text_spec(spec, where: str) -> None:
-    """Names, parameters and steps of a space's ``text`` entry, checked before a sweep starts."""
-    import inspect
-
+    """Names, parameters (names and values, against the encoders' and steps' declarations) and steps
+    of a space's ``text`` entry, checked before a sweep starts; raises UnknownComponentError or
+    ParamValueError naming the field."""
     from ray.tune.search.sample import Categorical, Domain
 
-    from .registry import UnknownComponentError
+    from .registry import UnknownComponentError, split_spec
     from .text import TEXT_ENCODERS, TEXT_STEPS
 
     def fail(msg):
@@ -64,12 +62,9 @@ def check_text_spec(spec, where: str) -> None:
             if key in TEXT_KEYS:
                 continue
             TEXT_ENCODERS.check(key, f"{where}.{key}")
-            valid = set(inspect.signature(TEXT_ENCODERS[key]).parameters) - {"self", "cache_root", "key_extra"}
-            for p in params:
-                if p not in valid:
-                    close = difflib.get_close_matches(p, sorted(valid), n=1)
-                    hint = f" Did you mean {close[0]!r}?" if close else ""
-                    fail(f"{key}: unknown parameter {p!r}.{hint} Parameters: {', '.join(sorted(valid))}")
+            if not isinstance(params, dict):
+                fail(f"{key}: parameters must be a dict")
+            TEXT_ENCODERS.check_params(key, params, f"{where}.{key}", field="text")
             if key == "transformer":
                 if any(isinstance(v, Domain) for v in params.values()):
                     fail("transformer parameters must be constants (it is embedded once, before the trials)")
@@ -78,8 +73,10 @@ def check_text_spec(spec, where: str) -> None:
         steps = spec.get("steps", [])
         if isinstance(steps, Domain):
             fail("steps must be a constant list")
-        for st in steps:
-            TEXT_STEPS.check(st if isinstance(st, str) else st.get("name", ""), f"{where}.steps")
+        for i, st in enumerate(steps):
+            step, params = split_spec(st, f"{where}.steps[{i}]")
+            TEXT_STEPS.check(step, f"{where}.steps")
+            TEXT_STEPS.check_params(step, params, f"{where}.steps[{i}]", field="text.steps")
     else:
         names = list(spec.categories) if isinstance(spec, Categorical) else [spec]
     for n in names:

@@ -17,10 +17,9 @@ bit-identical to the loop it replaced.
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .lookup import check as check_name
+from .registry import Param
 from .sampling import balanced_class_weight
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -78,14 +79,8 @@ class TrainOptions:
     noise: float = 0.1
 
     def __post_init__(self) -> None:
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("init", INITS),
-                              ("semi_supervised", SEMI_SUPERVISED)):
-            value = str(getattr(self, name)).lower()  # "AdamW" is adamw
-            if value not in choices:
-                close = difflib.get_close_matches(value, choices, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"training option {name}={value!r} is not one of {', '.join(choices)}.{hint}")
-            setattr(self, name, value)
+        for name in ("optimizer", "schedule", "init", "semi_supervised"):
+            setattr(self, name, str(getattr(self, name)).lower())  # "AdamW" is adamw
         for name in ("epochs", "batch_size", "early_stopping", "lr", "weight_decay", "grad_clip", "val_fraction",
                      "ema", "hidden_label_fraction", "consistency", "teacher_ema", "noise"):
             value = getattr(self, name)
@@ -101,26 +96,51 @@ class TrainOptions:
             if str(self.class_weighted) not in ("True", "False"):
                 raise ValueError(f"training option class_weighted={self.class_weighted!r} must be True, False or None")
             self.class_weighted = str(self.class_weighted) == "True"  # numpy bools from a sampler too
-        positive, non_negative, fraction = (lambda v: v > 0), (lambda v: v >= 0), (lambda v: 0 <= v < 1)
-        rules = {"lr": (positive, "> 0"), "epochs": (positive, ">= 1"), "batch_size": (positive, ">= 1"),
-                 "val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
-                 **{k: (non_negative, ">= 0") for k in ("weight_decay", "grad_clip", "early_stopping", "consistency", "noise")},
-                 **{k: (fraction, "in [0, 1)") for k in ("ema", "teacher_ema", "hidden_label_fraction")}}
-        for name, (ok, text) in rules.items():
-            if not ok(getattr(self, name)):
-                raise ValueError(f"training option {name}={getattr(self, name)!r} must be {text}")
+        for name, param in TRAIN_PARAMS.items():  # the one declaration: choices and ranges
+            param.check(getattr(self, name), f"training option {name}")
 
 
+# Allowed values, ranges and meaning of each training option; with the dataclass's types and defaults
+# they make TRAIN_PARAMS, the one declaration that TrainOptions checks against and that the space check
+# and ``python -m sweeps list`` read (pooling parameters, the fine-tuning ``train`` entry).
+_OPTION_RULES: dict[str, dict[str, Any]] = {
+    "optimizer": dict(choices=OPTIMIZERS, doc="optimiser"),
+    "lr": dict(low=0, open_low=True, doc="learning rate"),
+    "weight_decay": dict(low=0, doc="AdamW/Adam/SGD weight decay"),
+    "epochs": dict(low=1, doc="training epochs"),
+    "batch_size": dict(low=1, doc="samples per step"),
+    "schedule": dict(choices=SCHEDULES, doc="learning-rate schedule"),
+    "grad_clip": dict(low=0, doc="gradient-norm clip (0 = off)"),
+    "early_stopping": dict(low=0, doc="patience in epochs on an inner validation split (0 = off)"),
+    "val_fraction": dict(low=0, high=1, open_low=True, open_high=True, doc="share of training samples for early stopping"),
+    "ema": dict(low=0, high=1, open_high=True, doc="weight-average decay (0 = off)"),
+    "init": dict(choices=INITS, doc="weight initialisation"),
+    "class_weighted": dict(doc="weight the loss by class (None: follow the trial's sampling)"),
+    "semi_supervised": dict(choices=SEMI_SUPERVISED, doc="mean_teacher: Tarvainen & Valpola 2017"),
+    "hidden_label_fraction": dict(low=0, high=1, open_high=True, doc="share of training labels hidden"),
+    "consistency": dict(low=0, doc="mean-teacher consistency weight"),
+    "teacher_ema": dict(low=0, high=1, open_high=True, doc="mean-teacher EMA decay"),
+    "noise": dict(low=0, doc="mean-teacher input noise, in feature SDs"),
+}
+
+
+def _train_params() -> dict[str, Param]:
+    out = {}
+    for f in fields(TrainOptions):
+        default = f.default if f.default is not MISSING else None
+        kind = bool if f.name == "class_weighted" else type(default)
+        out[f.name] = Param(kind, default, nullable=default is None, **_OPTION_RULES[f.name])
+    return out
+
+
+TRAIN_PARAMS: dict[str, Param] = _train_params()
 TRAIN_OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
 
 
 def options_from(params: dict[str, Any]) -> TrainOptions:
     """TrainOptions from a space's parameters; an unknown name is an error that suggests the closest."""
     for name in params:
-        if name not in TRAIN_OPTION_NAMES:
-            close = difflib.get_close_matches(name, sorted(TRAIN_OPTION_NAMES), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown training option {name!r}.{hint} Options: {', '.join(sorted(TRAIN_OPTION_NAMES))}")
+        check_name("training option", name, TRAIN_OPTION_NAMES, error=ValueError)
     return TrainOptions(**params)
 
 

@@ -12,9 +12,9 @@ entry in ``ADAPTERS`` (and ``STANDIN_MODULES``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from ..paths import sweeps_home
 from ..registry import Registry
 from . import chexpert, covid, iuxray, knee, manifest, rsna, synthetic
 from .cohort import Cohort, CohortError, Target
@@ -41,7 +41,7 @@ def adapter(name: str):
 def standin_root(cohort: str) -> Path:
     """The generated stand-in of ``cohort``'s layout under SWEEPS_HOME (made on first use)."""
     STANDINS.check(cohort, "cohort")
-    root = Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")) / "data" / "standins" / cohort
+    root = sweeps_home() / "data" / "standins" / cohort
     if not root.exists():
         STANDINS[cohort](root)
     return root

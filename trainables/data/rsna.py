@@ -292,6 +292,12 @@ def weighted_log_loss(y: np.ndarray, proba: np.ndarray, weights: Sequence[float]
     return float(-(w * np.log(p[np.arange(len(yk)), yk])).sum() / w.sum())
 
 
+def scored_targets(names: Sequence[str], classes: Mapping[str, Sequence[str]]) -> list[str]:
+    """The targets of a trial the competition score covers: lumbar targets with the competition's classes
+    (the ``rsna_score`` objective in :data:`trainables.metrics.OBJECTIVES` calls this)."""
+    return [t for t in names if t in TARGET_NAMES and tuple(classes[t]) == tuple(CLASSES)]
+
+
 def competition_score(labels: Mapping[str, np.ndarray], proba: Mapping[str, np.ndarray]) -> dict[str, float]:
     """The RSNA 2024 score of per-study predictions (see the comment above for the definition followed).
 

@@ -26,12 +26,12 @@ seen; ``COMPLETE`` marks a finished one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..paths import sweeps_home
 from .adapter import Param, resolve_options
 from .standins.dicom import write_dicom
 
@@ -54,8 +54,7 @@ _REPORT_BITS = [
 
 
 def default_dir() -> Path:
-    root = Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps"))
-    return root / "data" / f"synthetic-v{VERSION}"
+    return sweeps_home() / "data" / f"synthetic-v{VERSION}"
 
 
 def ensure(out: Path | None = None, seed: int = 0, n_patients: int = 300) -> Path:
