@@ -14,7 +14,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
-from .lookup import UnknownNameError, unknown
 
 METRICS = ("accuracy", "f1_macro", "auc_macro", "balanced_accuracy")
 
