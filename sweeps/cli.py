@@ -1,4 +1,8 @@
-"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin."""
+"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin, weights fetch|list.
+
+The model hub is never forced offline here: set ``HF_HUB_OFFLINE=1`` (and ``HF_HOME``) to run from a
+prepared cache; an uncached model then fails at the space check within seconds, naming the fix.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table, not a box per result
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # snapshot experiment state often: sweeps are small
 
@@ -55,6 +58,9 @@ def _list(a) -> int:
     tables = {"cohort": COHORTS, "encoder": ENCODERS, **COMPONENTS}
     for kind, table in tables.items():
         print(f"{kind}s: {', '.join(sorted(table))}")
+    from trainables.encoders import NAMING_HELP
+
+    print(f"encoder names: {NAMING_HELP}; weights per encoder: random (default), pretrained, packaged or a file")
     print(f"preprocessing steps ('+'-joined): {', '.join(sorted([*SLICE_STEPS, *TENSOR_STEPS, 'resize']))}")
     from trainables.tabular import TABULAR
     from trainables.text import TEXT_ENCODERS, TEXT_STEPS
@@ -181,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("cohort")
     st.add_argument("--out", required=True)
     st.set_defaults(fn=_standin)
+    from .weights import add_parser as add_weights
+
+    add_weights(sub)
     return p
 
 
