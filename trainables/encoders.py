@@ -710,6 +710,7 @@ def describe_encoder(name: str, weights: str | None = None, resolved: str | None
 
             meta = md.metadata(package)
             licence = meta.get("License-Expression") or meta.get("License") or None
+            licence = None if str(licence).strip().upper() in ("", "UNKNOWN", "NONE") else licence
         except Exception:
             licence = None
     elif kind == "file":
