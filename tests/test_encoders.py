@@ -191,6 +191,7 @@ def test_xrv_input_config_is_one_channel_224_px_in_its_range():
     assert (cfg.height, cfg.channels, cfg.scale, cfg.mean) == (224, 1, (-1024.0, 1024.0), None)
     x = E.Preprocessor("grayscale_norm", cfg).batch(slices())
     assert x.shape == (3, 1, 224, 224) and x.min() >= -1024.001 and x.max() <= 1024.001 and x.max() > 1000
+    assert torch.equal(E.Preprocessor("grayscale_norm+imagenet_norm", cfg).batch(slices()), x)  # its own range, not ImageNet's
 
 
 def test_xrv_without_the_package_is_a_clear_error_at_the_space_check():

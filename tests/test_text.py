@@ -336,4 +336,9 @@ def test_an_uncached_hub_text_model_fails_fast_with_the_fetch_hint(tmp_path, mon
     t0 = time.monotonic()
     with pytest.raises(text.TextEncoderError, match=r"python -m sweeps weights fetch dmis-lab/biobert-v1\.1.*HF_HOME"):
         build(text.TEXT_ENCODERS, {"name": "transformer", "transformer": {"path": "dmis-lab/biobert-v1.1"}})
+    from sweeps.spec import SpecError, SweepSpec
+
+    with pytest.raises(SpecError, match=r"weights fetch dmis-lab/biobert-v1\.1"):  # at the space check
+        SweepSpec(name="t", space={"text": {"name": "transformer", "transformer": {"path": "dmis-lab/biobert-v1.1"}},
+                                   "head": "logreg"}).validate()
     assert time.monotonic() - t0 < 10

@@ -251,7 +251,8 @@ class InputConfig:
 
     def describe(self) -> str:
         norm = (f"mean {tuple(round(m, 3) for m in self.mean)}, std {tuple(round(s, 3) for s in self.std)}"
-                if self.mean is not None else "no normalisation unless imagenet_norm")
+                if self.mean is not None else "no mean/std" if self.scale != (0.0, 1.0)
+                else "no normalisation unless imagenet_norm")
         rng = "" if self.scale == (0.0, 1.0) else f", values in [{self.scale[0]:g}, {self.scale[1]:g}]"
         return (f"{self.height}x{self.width} {self.interpolation}, {self.channels} channel{'s' if self.channels > 1 else ''}"
                 f"{rng}, {norm} ({self.source})")
@@ -902,7 +903,9 @@ class Preprocessor:
         x = torch.cat(out).expand(-1, cfg.channels, -1, -1)  # (B, C, H, W), grayscale replicated
         if cfg.scale != (0.0, 1.0):
             x = x * (cfg.scale[1] - cfg.scale[0]) + cfg.scale[0]
-        mean, std = (cfg.mean, cfg.std) if cfg.mean is not None else (IMAGENET_MEAN, IMAGENET_STD) if self.imagenet else (None, None)
+        mean, std = cfg.mean, cfg.std
+        if mean is None and self.imagenet and cfg.channels == 3 and cfg.scale == (0.0, 1.0):  # a preset's imagenet_norm
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
         if mean is not None:
             x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
         return x.contiguous(memory_format=torch.channels_last)

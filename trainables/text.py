@@ -151,6 +151,24 @@ def hub_model_folder(repo_id: str, fetch: bool = True) -> Path:
         raise TextEncoderError(f"text model {repo_id!r}: cannot download from the hub: {exc}") from None
 
 
+def check_text_model(path: str | Path) -> None:
+    """The space check for a transformer's ``path``: a hub name must be in the local hub cache, or the
+    hub reachable (it is downloaded before the trials); offline or unreachable and uncached, a
+    ``TextEncoderError`` within seconds with the fetch hint. Local folders are checked when built."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .encoders import fetch_hint, hub_cache_dir, hub_offline, hub_reachable
+
+    if not is_hub_id(path):
+        return
+    hit = try_to_load_from_cache(str(path), "config.json", cache_dir=str(hub_cache_dir()))
+    if isinstance(hit, str) and os.path.exists(hit):
+        return
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else hub_reachable()
+    if why:
+        raise TextEncoderError(fetch_hint(str(path), f"hub repo {path}", why))
+
+
 def model_folder(path: str | Path) -> Path:
     """The folder holding the transformers model: ``path`` itself, a hub repo id's snapshot in the
     local hub cache (:func:`hub_model_folder`), or, for a sentence-transformers layout
