@@ -246,3 +246,20 @@ def test_weights_list_and_fetch_commands(offline_hub, capsys):
     assert "model.safetensors" in capsys.readouterr().out
     assert main(["weights", "fetch", "resnet50.a1_in1k"]) == 2
     assert "weights fetch resnet50.a1_in1k" in capsys.readouterr().err
+
+
+def test_a_smoke_sweep_with_hub_weights_embeds_at_224_and_sweep_json_names_them(offline_hub, ray_session, sweeps_home,
+                                                                                 tmp_path):
+    from sweeps import runner
+
+    space = tmp_path / "hub_space.py"
+    space.write_text("from sweeps.spec import SweepSpec\n"
+                     f"SPEC = SweepSpec(name='hub_space', cohort='covid_cxr', metric='auc_macro', weights={{{NAME!r}: 'pretrained'}},\n"
+                     f"    space={{'encoder': {NAME!r}, 'pooling': 'mean', 'pca_dim': 8, 'fusion': 'concat', 'head': 'logreg'}})\n")
+    report = runner.run(str(space), name="hub-smoke", smoke_test=True, progress=False)
+    meta = json.loads((runner.runs_root() / "hub-smoke" / "sweep.json").read_text())
+    (enc,) = meta["encoders"]
+    assert (enc["name"], enc["weights"], enc["source"]) == (NAME, "pretrained", "hub timm/efficientnet_lite0.ra_in1k")
+    assert enc["weights_id"] == E.weights_id(str(offline_hub[1])) and enc["input"]["height"] == 224
+    metas = [json.loads(p.read_text()) for p in (runner.home() / "cache").glob("*/meta.json")]
+    assert report.exists() and any(m.get("encoder") == NAME and m["input"]["height"] == 224 for m in metas)
