@@ -469,8 +469,6 @@ def resolve_weights(encoder: str, weights: str | None, *, fetch: bool = True) ->
                                f"e.g. xrv:densenet121-res224-all ({', '.join(XRV_WEIGHTS)})")
         return _url_file(_xrv_url(ref.tag), xrv_cache_dir(), encoder, fetch,
                          download=lambda url, path: _xrv().models.DenseNet(weights=ref.tag))
-    if weights in WEIGHT_KINDS:
-        raise AssertionError(weights)
     path = Path(str(weights)).expanduser()
     if not path.is_file():
         raise WeightsError(f"{weights}: weights file not found (weights for {encoder!r} are "
@@ -695,7 +693,7 @@ def describe_encoder(name: str, weights: str | None = None, resolved: str | None
     source, licence = None, None
     if kind == "pretrained" and resolved:
         source = resolved
-        if ref.family == "timm" or ref.preset and ref.family == "timm":
+        if ref.family == "timm":
             from timm.models import get_pretrained_cfg
 
             pcfg = get_pretrained_cfg(ref.timm_name)
