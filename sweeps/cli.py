@@ -1,9 +1,12 @@
-"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin.
+"""``python -m sweeps COMMAND``: run, resume, report, list, data synth|inspect|standin, weights fetch|list.
 
 The commands are one table (:data:`COMMANDS`): name, help, the function and its arguments; options
 several commands share (``--storage``, the Ray connection, ``--data``/``--option``) come from parent
 parsers, so they read the same everywhere. :func:`main` returns the exit status (2: a clear error
 in the input, printed without a traceback).
+
+The model hub is never forced offline here: set ``HF_HUB_OFFLINE=1`` (and ``HF_HOME``) to run from a
+prepared cache; an uncached model then fails at the space check within seconds, naming the fix.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import inspect
 import logging
 import os
 import sys
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # set (unless the caller did) when a command runs, not when this module is imported
 RUN_ENVIRONMENT = {
@@ -126,6 +127,9 @@ def _list(a) -> int:
             if kind not in ("cohort", "encoder"):  # cohorts take adapter options; encoders are records
                 for line in _param_lines(table, name, "      ", train_apart=True):
                     print(line)
+    from trainables.encoders import NAMING_HELP
+
+    print(f"encoder names: {NAMING_HELP}; weights per encoder: random (default), pretrained, packaged or a file")
     print(f"preprocessing steps ('+'-joined): {', '.join(sorted([*SLICE_STEPS, *TENSOR_STEPS, 'resize']))}")
     print("text encoder 'none': no text features")
     print("training options (learnable pooling parameters; the 'train' entry when fine-tuning):")
@@ -280,6 +284,9 @@ def parser() -> argparse.ArgumentParser:
         sp = subs[path[:-1]].add_parser(path[-1], help=help_text, parents=[parents[k] for k in shared])
         add_args(sp)
         sp.set_defaults(fn=fn)
+    from .weights import add_parser as add_weights
+
+    add_weights(subs[()])
     return p
 
 

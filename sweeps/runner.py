@@ -112,7 +112,7 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
     import numpy as np
 
     from trainables.embed import embed_cohort
-    from trainables.encoders import resolve_weights
+    from trainables.encoders import resolve_weights, weights_for
     from trainables.trainable import DataHandle
 
     t0 = time.time()
@@ -136,9 +136,9 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
             from .spec import SpecError
 
             raise SpecError(f"space {spec.name!r}: trainable='finetune' predicts one target, not {len(names)}")
-        entries = {enc: resolve_weights(enc, spec.weights.get(enc)) or "" for enc, _ in spec.embeddings()}
+        entries = {enc: resolve_weights(enc, weights_for(spec.weights, enc)) or "" for enc, _ in spec.embeddings()}
     for enc, pre in [] if finetune else spec.embeddings():  # the whole cohort: one cache entry serves every target
-        weights = resolve_weights(enc, spec.weights.get(enc))
+        weights = resolve_weights(enc, weights_for(spec.weights, enc))
         entry = embed_cohort(cohort, enc, pre, weights=weights, fingerprint=fp, progress=progress)
         entries[f"{enc}|{pre}"] = str(entry.path)
         known = {q["path"] for q in cohort.quarantine}  # slices the embed stage could not read join the record
@@ -258,6 +258,14 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     return _finish(run_dir, write_report)
 
 
+def _encoders(spec: SweepSpec) -> list[dict]:
+    """What each image encoder ran with (architecture, weights and their hash, input configuration,
+    licence), for sweep.json and the report (trainables.encoders.format_encoder_lines)."""
+    from trainables.encoders import describe_encoders
+
+    return describe_encoders([enc for enc, _ in spec.embeddings()], spec.weights)
+
+
 def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: str, restore: bool) -> None:
     import optuna
     import ray
@@ -288,7 +296,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],
-                "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
+                "encoders": _encoders(spec), "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
         write_text(run_dir / "sweep.json", json.dumps(meta, indent=1))
         import io
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ray.tune.search.sample import Categorical, Domain
 
-from trainables.encoders import ENCODERS, WeightsError, parse_preprocessing, resolve_weights
+from trainables.encoders import ENCODERS, WeightsError, check_encoder, parse_encoder, parse_preprocessing, resolve_weights
 from trainables.finetune import SETTINGS as FINETUNE_SETTINGS
 from trainables.finetune import check_space as check_finetune_space
 from trainables.fusion import FUSIONS
@@ -66,7 +66,7 @@ class SweepSpec:
     target: str | list[str] | None = None  # the cohort's target(s) to predict: a name, a list, "all" (default: its first)
     repeats: int = 1  # run every configuration with this many seeds (folds and inits vary); report mean and SD
     reference: str | None = None  # a CSV of published results to set beside ours in the report
-    weights: dict[str, str] = field(default_factory=dict)  # encoder -> local weights file, or "packaged"
+    weights: dict[str, str] = field(default_factory=dict)  # encoder -> "random" | "pretrained" | "packaged" | a file
     trainable: str = "frozen"  # "frozen": heads on cached embeddings; "finetune": the encoder trained in each trial
     scheduler: str | None = None  # "asha": stop poor trials early on their per-epoch reports (finetune only)
 
@@ -122,10 +122,13 @@ class SweepSpec:
             raise SpecError(f"space {self.name!r}: repeats={self.repeats} must be >= 1 and divide num_samples={self.num_samples}")
         try:
             for enc in values_of(self.space.get("encoder")) if "encoder" in self.space else []:
-                ENCODERS.check(enc, f"{self.name}.encoder")
-            for enc, w in self.weights.items():
-                ENCODERS.check(enc, f"{self.name}.weights")
-                resolve_weights(enc, w)
+                check_encoder(enc, f"{self.name}.encoder")
+                if finetune and not parse_encoder(enc).preset:
+                    raise SpecError(f"space {self.name!r}: trainable='finetune' trains one of the preset encoders "
+                                    f"({', '.join(ENCODERS)}), not {enc!r}; frozen embeddings take any encoder")
+            for enc, w in self.weights.items():  # weights are checked here, before the cohort loads: fails fast
+                check_encoder(enc, f"{self.name}.weights")
+                resolve_weights(enc, w, fetch=False)
             if "tabular" in self.space:
                 _check_component(self.name, "tabular", TABULAR, _tabular_names(self.space["tabular"]))
             if "text" in self.space:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pydicom
+import numpy as np
 import pytest
 
 from sweeps import runner
@@ -25,7 +26,8 @@ def test_every_search_space_runs_a_two_trial_smoke_sweep(space, ray_session, swe
                                                                      progress=False)
     run_dir = runner.runs_root() / report.parent.name
     trials = _trial_dirs(run_dir)
-    assert len(trials) == 2
+    grid = [len(v["grid_search"]) for v in load_space(space).space.values() if isinstance(v, dict) and "grid_search" in v]
+    assert len(trials) == 2 * int(np.prod(grid))  # a grid space runs each grid point twice
     for t in trials:
         assert not (t / "error.txt").exists(), (t / "error.txt").read_text()
         assert list(t.glob("checkpoint_*/oof.npz")), "each trial saves its out-of-fold predictions"

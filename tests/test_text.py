@@ -311,3 +311,34 @@ def test_tokens_options_max_len_num_words_pooling_and_input_mode_take_effect():
 
 def test_as_texts_turns_missing_values_into_empty_strings():
     assert text.as_texts(["a", None, float("nan"), 3]) == ["a", "", "", "3"]
+
+
+# -- text models by hub name, from the local hub cache ---------------------------------------------
+
+def test_a_hub_name_reads_the_model_from_the_local_hub_cache_offline(minilm, tmp_path, monkeypatch):
+    from tests.hubcache import put_folder
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snap = put_folder(tmp_path / "hf", "sentence-transformers/all-MiniLM-L6-v2", minilm)
+    assert text.is_hub_id("sentence-transformers/all-MiniLM-L6-v2") and not text.is_hub_id(str(minilm))
+    assert text.model_folder("sentence-transformers/all-MiniLM-L6-v2") == snap
+    by_name = text.run_transformer(GUITAR, "sentence-transformers/all-MiniLM-L6-v2", pooling="mean")
+    np.testing.assert_allclose(by_name, text.run_transformer(GUITAR, minilm, pooling="mean"), atol=1e-6)
+    assert text.model_id("sentence-transformers/all-MiniLM-L6-v2") == text.model_id(minilm)  # same bytes, same key
+
+
+def test_an_uncached_hub_text_model_fails_fast_with_the_fetch_hint(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.monotonic()
+    with pytest.raises(text.TextEncoderError, match=r"python -m sweeps weights fetch dmis-lab/biobert-v1\.1.*HF_HOME"):
+        build(text.TEXT_ENCODERS, {"name": "transformer", "transformer": {"path": "dmis-lab/biobert-v1.1"}})
+    from sweeps.spec import SpecError, SweepSpec
+
+    with pytest.raises(SpecError, match=r"weights fetch dmis-lab/biobert-v1\.1"):  # at the space check
+        SweepSpec(name="t", space={"text": {"name": "transformer", "transformer": {"path": "dmis-lab/biobert-v1.1"}},
+                                   "head": "logreg"}).validate()
+    assert time.monotonic() - t0 < 10

@@ -22,4 +22,6 @@ def test_space_rejects_weights_it_cannot_resolve():
         SweepSpec(name="t", space=space, weights={"resnet18": "packaged"}).validate()
     with pytest.raises(SpecError, match="resnet18"):
         SweepSpec(name="t", space=space, weights={"resnet81": "/x.pt"}).validate()
-    assert resolve_weights("resnet18", None) is None and resolve_weights("resnet18", "/w.pt") == "/w.pt"
+    assert resolve_weights("resnet18", None) is None and resolve_weights("resnet18", "random") is None
+    with pytest.raises(SpecError, match="weights file not found"):  # a missing file fails at the check, not in the embed stage
+        SweepSpec(name="t", space=space, weights={"resnet18": "/no/such/w.pt"}).validate()

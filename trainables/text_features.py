@@ -69,7 +69,13 @@ def check_text_spec(spec, where: str) -> None:
                 if any(isinstance(v, Domain) for v in params.values()):
                     fail("transformer parameters must be constants (it is embedded once, before the trials)")
                 if "path" not in params:
-                    fail("transformer needs 'path': a local model folder, or 'minilm'")
+                    fail("transformer needs 'path': a local model folder, a hub name ORG/NAME, or 'minilm'")
+                from .text import TextEncoderError, check_text_model
+
+                try:  # a hub name that is not cached fails here, before the cohort loads
+                    check_text_model(params["path"])
+                except TextEncoderError as exc:
+                    fail(str(exc))
         steps = spec.get("steps", [])
         if isinstance(steps, Domain):
             fail("steps must be a constant list")

@@ -34,6 +34,7 @@ from .sections import (
     attention,
     by_dimension,
     data,
+    encoders,
     ensemble_heads,
     failed,
     missing,
@@ -49,6 +50,7 @@ Section = Callable[[RunView, ReportOptions], list[str]]
 
 SECTIONS: tuple[Section, ...] = (
     data.section,            # title, data and method
+    encoders.section,        # architecture, weights, input configuration, licence
     pooling.section,         # attention vs average pooling (paired)
     by_dimension.section,    # by head / sampling / PCA / tabular / fusion / text / encoder / preprocessing
     per_target.section,      # several targets: each on its labelled samples
