@@ -199,10 +199,10 @@ def fit(
 
     ``forward(model, idx)`` returns the (b, n_classes) logits of the samples ``idx`` (a long tensor
     on the training device: ``device``, default :func:`training_device`); it must compute with the
-    module it is given, because it is also called with the EMA or teacher copy of the model. If it accepts a ``noise`` keyword, the mean
-    teacher passes ``noise=options.noise`` for the caller to perturb its inputs (e.g. Gaussian
-    noise of that many feature standard deviations); otherwise dropout alone makes the two views
-    differ. ``on_epoch(epoch, metrics)`` is called after each
+    module it is given, because it is also called with the EMA or teacher copy of the model. If it
+    accepts a ``noise`` keyword, the mean teacher passes ``noise=options.noise`` for the caller to
+    perturb its inputs (e.g. Gaussian noise of that many feature standard deviations); otherwise
+    dropout alone makes the two views differ. ``on_epoch(epoch, metrics)`` is called after each
     epoch (0-based) with train_loss, val_loss, val_acc (None without an inner split) and lr, so a
     Tune trainable can report per epoch and let ASHA stop it. The model ends in eval mode on the
     device it came on, holding the weights that are the result (best epoch, EMA or teacher).
