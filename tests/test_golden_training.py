@@ -52,6 +52,16 @@ CASES = {  # name -> fusion spec (trained with a class weight, so the weighted l
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as a trial runs (OMP_NUM_THREADS=1): float reductions split over threads
+    differ in their last bits, so the goldens are recorded and compared on one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def outputs() -> dict[str, np.ndarray]:
     torch.manual_seed(123)  # the global RNG state the callers leave must not matter: it is set here for the heads
     vectors, presence, y, bags, texts = _data()
