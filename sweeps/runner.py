@@ -113,7 +113,7 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
 
     from trainables.embed import embed_cohort
     from trainables.encoders import resolve_weights, weights_for
-    from trainables.trainable import DataHandle
+    from trainables.handle import DataHandle
 
     t0 = time.time()
     cohort = load_cohort(spec)

@@ -9,7 +9,6 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-import trainables.cross_attention  # noqa: F401  (registers "cross_attention")
 from sweeps.spec import SpecError, SweepSpec
 from trainables.fusion import FUSIONS
 from trainables.pipeline import TrialData, evaluate

@@ -15,7 +15,7 @@ from sweeps import runner
 from sweeps.spec import SpecError, SweepSpec
 from trainables.finetune import (EPOCH_ATTR, TRAIN_DEFAULTS, build_net, load_slices, run_finetune, select_slices,
                                  train_fold)
-from trainables.trainable import DataHandle
+from trainables.handle import DataHandle
 from trainables.training import options_from
 
 SLICES, SIZE, SQUARE_AT = 4, 16, 0  # the bright square sits in the first slice of a positive series

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
 
 from sweeps.spec import SpecError, SweepSpec
-from trainables.fusion import FUSIONS, _drop_modalities
+from trainables.fusion import FUSIONS, drop_modalities
 from trainables.heads import HEADS, fit_head, predict_proba_full
 from trainables.pipeline import TrialData, evaluate
 from trainables.registry import build
@@ -139,7 +139,7 @@ def test_fit_depends_on_its_arguments_only(name):
 def test_modality_dropout_hides_present_modalities_but_never_all_of_a_sample():
     g = torch.Generator().manual_seed(0)
     present = torch.rand(2000, 4, generator=g) > 0.3
-    kept = _drop_modalities(present, 0.6, g)
+    kept = drop_modalities(present, 0.6, g)
     assert not (kept & ~present).any(), "an absent modality is never brought back"
     assert torch.equal(kept.any(1), present.any(1)), "a sample keeps at least one modality it had"
     several = present.sum(1) >= 3

@@ -12,22 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _finished(run_dir: Path) -> dict[str, float]:
-    """Trials whose record is complete (all three files there and readable), with metrics.json's mtime."""
-    import json
+    """Trials whose record is complete (trainables.record.read_record reads it), with metrics.json's mtime."""
+    from trainables.record import METRICS, read_record
 
-    import numpy as np
-
-    out = {}
-    for ck in run_dir.glob("trial_*/checkpoint_*"):
-        try:
-            json.loads((ck / "config.json").read_text())
-            json.loads((ck / "metrics.json").read_text())
-            np.load(ck / "oof.npz").files
-        except (OSError, ValueError, EOFError):
-            continue
-        out[ck.parent.name] = (ck / "metrics.json").stat().st_mtime_ns
-    return out
-
+    return {ck.parent.name: (ck / METRICS).stat().st_mtime_ns
+            for ck in run_dir.glob("trial_*/checkpoint_*") if read_record(ck) is not None}
 
 
 N = 20  # enough trials that the sweep is still running when two have finished

@@ -159,6 +159,36 @@ def test_same_seed_same_model_and_the_seed_drives_batch_order():
     assert not torch.equal(runs[0], runs[2])
 
 
+def test_shuffle_off_takes_batches_in_order_and_a_given_generator_draws_the_order():
+    X, y = _task()
+    seen = []
+
+    def forward(model, idx):
+        seen.append(idx.cpu().tolist())
+        return model(X[idx])
+
+    fit(_mlp(), forward, y, 2, TrainOptions(epochs=2, batch_size=len(y)), shuffle=False)
+    assert seen == [list(range(len(y)))] * 2
+    seen.clear()
+    g = torch.Generator().manual_seed(5)
+    fit(_mlp(), forward, y, 2, TrainOptions(epochs=1, batch_size=len(y)), seed=0, generator=g)
+    assert seen == [torch.randperm(len(y), generator=torch.Generator().manual_seed(5)).tolist()]
+    assert not torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state()), "fit drew from the caller's generator"
+
+
+def test_sample_weight_weights_the_training_loss():
+    X, y = _task()
+    runs = {}
+    for name, w in (("none", None), ("ones", np.ones(len(y))), ("zeros_on_half", (np.arange(len(y)) % 2).astype(float))):
+        model = _mlp()
+        h = fit(model, _forward(X), y, 2, TrainOptions(epochs=3, batch_size=len(y)), sample_weight=w)
+        runs[name] = (_params(model), h["train_loss"])
+    torch.testing.assert_close(runs["ones"][0], runs["none"][0])  # the weighted mean of equal weights is the mean
+    assert not torch.equal(runs["zeros_on_half"][0], runs["none"][0])
+    with pytest.raises(ValueError, match="3 weights for"):
+        fit(_mlp(), _forward(X), y, 2, TrainOptions(epochs=1), sample_weight=np.ones(3))
+
+
 def test_on_epoch_is_called_once_per_epoch_with_the_metrics():
     X, y = _task()
     calls = []

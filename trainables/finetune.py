@@ -10,8 +10,7 @@ modalities, with one pooling over each sample's slices and one linear head per m
 summed over the modalities a sample has (as :func:`~trainables.pooling.fit_poolers` does), under
 cross-entropy, with :func:`trainables.training.fit`. The held-out fold is predicted with the trained
 model; the metrics come from the out-of-fold predictions of every sample. The trial saves the same
-record as ``sweep_trial`` (``oof.npz`` keyed by arm, ``config.json``, ``metrics.json``), so the report
-works unchanged.
+record as ``sweep_trial`` (:mod:`trainables.record`), so the report works unchanged.
 
 Config keys besides ``encoder``, ``preprocessing`` and ``pooling``: ``input_size`` (default: the
 encoder's), ``max_slices`` (0 = every slice; default 16) and ``train``, the
@@ -35,13 +34,10 @@ deep network underflow without it; GPUs without bfloat16 train in full precision
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -51,13 +47,14 @@ from torch import nn
 
 from .data.images import ImageReadError, read_slice, read_slice_with_voi
 from .encoders import ENCODERS, IMAGENET_MEAN, IMAGENET_STD, Preprocessor, create_encoder
+from .handle import DataHandle
 from .metrics import compute_metrics
-from .pipeline import _arm_specs, flatten
 from .lookup import check as check_name
+from .pipeline import arm_specs, flatten
 from .pooling import POOLINGS
+from .record import find_completed, report_record, result_arrays
 from .registry import build
 from .splits import grouped_folds
-from .trainable import DataHandle, _completed_record
 from .training import TRAIN_OPTION_NAMES, TrainOptions, fit, options_from, training_device
 
 log = logging.getLogger("sweeps.finetune")
@@ -378,7 +375,7 @@ def run_finetune(config: dict, handle: DataHandle, report: Callable[[dict], None
     size = int(config.get("input_size") or ENCODERS[ENCODERS.check(encoder)].input_size)
     max_slices = int(config.get("max_slices", DEFAULT_MAX_SLICES))
     options = options_from({**TRAIN_DEFAULTS, **config.get("train", {})})
-    arms = _arm_specs(config, handle.arms)
+    arms = arm_specs(config, handle.arms)
     for arm, (_, _, misplaced) in arms.items():
         if misplaced:
             raise ValueError(f"pooling {arm!r}: training options {sorted(misplaced)} go in 'train' when fine-tuning")
@@ -427,17 +424,10 @@ def finetune_trial(config: dict, handle: DataHandle) -> None:
     """The Ray Tune function trainable: per-epoch signals, then the out-of-fold metrics with the trial's record."""
     from ray import tune
 
-    done = _completed_record(config, handle.run_dir)
+    done = find_completed(config, handle.run_dir)
     if done is not None:
-        tune.report(done)
+        tune.report(done.metrics)
         return
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
     results = run_finetune(config, handle, report=tune.report)
-    flat = flatten(results, handle.metric, handle.mode)
-    with tempfile.TemporaryDirectory() as d:
-        arrays = {arm: r["proba"].astype(np.float32) for arm, r in results.items()}
-        arrays.update({f"attn__{arm}__{m}": w for arm, r in results.items() for m, w in r["attention"].items()})
-        np.savez_compressed(Path(d) / "oof.npz", **arrays)
-        (Path(d) / "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
-        (Path(d) / "metrics.json").write_text(json.dumps(flat, sort_keys=True))
-        tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
+    report_record(config, flatten(results, handle.metric, handle.mode), result_arrays(results))

@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import StandardScaler
 
 from .registry import Param, Registry, UnknownComponentError
+from .training import TrainOptions, fit
 
 # heads that need a package outside the core dependencies: head -> (module, how to install it)
 OPTIONAL = {"xgboost": ("xgboost", "pip install xgboost-cpu  (or: pip install -e '.[xgboost]')")}
@@ -191,28 +192,21 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) with :func:`trainables.training.fit` on the CPU: AdamW, shuffled batches of
+        ``batch_size``, the loss weighted by ``sample_weight`` (all ones when None)."""
         X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
         self.classes_ = np.unique(y)
-        yi = torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
-        w = torch.ones(len(yi)) if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
-        torch.manual_seed(self.seed)
-        g = torch.Generator().manual_seed(self.seed)
+        yi = np.searchsorted(self.classes_, y)
+        w = np.ones(len(yi), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
+        torch.manual_seed(self.seed)  # init and dropout
         self.model_ = torch.nn.Sequential(
             torch.nn.Linear(X.shape[1], self.hidden_dim), torch.nn.ReLU(), torch.nn.Dropout(self.dropout),
             torch.nn.Linear(self.hidden_dim, len(self.classes_)),
         )
-        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        n = len(yi)
-        for _ in range(self.epochs):
-            perm = torch.randperm(n, generator=g)
-            for s in range(0, n, self.batch_size):
-                idx = perm[s : s + self.batch_size]
-                loss = torch.nn.functional.cross_entropy(self.model_(X[idx]), yi[idx], reduction="none")
-                loss = (loss * w[idx]).sum() / w[idx].sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        self.model_.eval()
+        options = TrainOptions(optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+                               batch_size=self.batch_size)
+        fit(self.model_, lambda model, idx: model(X[idx]), yi, len(self.classes_), options, seed=self.seed,
+            sample_weight=w, device="cpu")
         return self
 
     @torch.inference_mode()

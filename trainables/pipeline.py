@@ -113,7 +113,7 @@ def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     return memo[key]
 
 
-def _arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tuple[str, dict, dict]]:
+def arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tuple[str, dict, dict]]:
     """{arm: (pooling name, pooling params, pooler training options)}: one arm per compared pooling."""
     arm_dim, arm_values = next(iter(arms.items())) if arms else (None, [None])
     if arm_dim not in (None, "pooling"):
@@ -132,7 +132,7 @@ def _arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tup
     return out
 
 
-def _features(config: dict, data: TrialData, arm_specs: dict, folds, seed: int, y_fit: np.ndarray | None,
+def _features(config: dict, data: TrialData, specs: dict, folds, seed: int, y_fit: np.ndarray | None,
               n_classes: int, class_weight_fn):
     """Per fold and arm: everything up to the fused feature matrix, learned parts fitted on the fold's
     training part only. Yields (fold, train, test, arm, X, vectors, presence, fusion, poolers, bags).
@@ -150,7 +150,7 @@ def _features(config: dict, data: TrialData, arm_specs: dict, folds, seed: int, 
         tab = tabular.fit_transform(data.tabular, tr, seed + f) if tabular is not None else None
         txt = text_features(text_spec, data, tr, seed + f) if text_spec else None
         cw = class_weight_fn(tr)
-        for arm, (pool_name, pool_params, train_opts) in arm_specs.items():
+        for arm, (pool_name, pool_params, train_opts) in specs.items():
             torch.manual_seed(seed + f)  # pooler init is part of the trial: reproducible from the seed
             poolers = {m: build(POOLINGS, {"name": pool_name, pool_name: pool_params}, "pooling",
                                 in_dim=bags[m][0].shape[-1]) for m in data.modalities}
@@ -191,17 +191,17 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
     sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
     head = build(HEADS, config["head"], "head", seed=seed)
     missing_eval = sorted(float(x) for x in config.get("missing_eval", []) or [])
-    arm_specs = _arm_specs(config, arms)
+    specs = arm_specs(config, arms)
 
     def class_weight(tr):
         return balanced_class_weight(data.y[tr], n_classes) if getattr(sampling, "uses_class_weight", False) else None
 
-    proba = {a: np.zeros((len(data.y), n_classes)) for a in arm_specs}
-    fold_metrics = {a: [] for a in arm_specs}
+    proba = {a: np.zeros((len(data.y), n_classes)) for a in specs}
+    fold_metrics = {a: [] for a in specs}
     attention = {}  # (arm, modality) -> (n, N) out-of-fold attention weights of learnable poolings
     missing = {}  # (arm, modality, fraction) -> (n, C) out-of-fold probabilities with the modality removed at test time
     for f, tr, te, arm, X, vectors, pres, fusion, poolers, bags in _features(
-            config, data, arm_specs, folds, seed, data.y, n_classes, class_weight):
+            config, data, specs, folds, seed, data.y, n_classes, class_weight):
         for m, p in poolers.items():
             if p.learnable:
                 w = attention.setdefault((arm, m), np.full(bags[m][1].shape, np.nan, np.float32))
@@ -229,7 +229,7 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
                 "fold_metrics": fold_metrics[a], "attention": {m: w for (b, m), w in attention.items() if b == a},
                 "missing": {(m, frac): compute_metrics(data.y, pm, data.class_names)
                             for (b, m, frac), pm in missing.items() if b == a}}
-            for a in arm_specs}
+            for a in specs}
 
 
 def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
@@ -246,10 +246,10 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
     folds = grouped_folds(Y[:, 0], data.groups, n_folds, seed)  # stratified on the first target (masked: own stratum)
     sampling = build(SAMPLINGS, config.get("sampling", "none"), "sampling")
     head = build(HEADS, config["head"], "head", seed=seed)
-    arm_specs = _arm_specs(config, arms)
+    specs = arm_specs(config, arms)
     classes = dict(data.targets)
-    proba = {a: {t: np.full((len(Y), len(classes[t])), np.nan) for t in names} for a in arm_specs}
-    for f, tr, te, arm, X, *_ in _features(config, data, arm_specs, folds, seed, None, 0, lambda tr: None):
+    proba = {a: {t: np.full((len(Y), len(classes[t])), np.nan) for t in names} for a in specs}
+    for f, tr, te, arm, X, *_ in _features(config, data, specs, folds, seed, None, 0, lambda tr: None):
         for k, t in enumerate(names):
             n_c = len(classes[t])
             lab = tr[Y[tr, k] >= 0]
@@ -263,7 +263,7 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
                 w = balanced_class_weight(y_t, n_c)[ytr]
             proba[arm][t][te] = predict_proba_full(fit_head(head, Xtr, ytr, w), X[te], n_c)
     out = {}
-    for a in arm_specs:
+    for a in specs:
         metrics, per_fold = {}, []
         for k, t in enumerate(names):
             lab = Y[:, k] >= 0

@@ -37,6 +37,7 @@ from torch import nn
 from . import cache
 from .lookup import check as check_name
 from .registry import REQUIRED, Param, Registry, build
+from .training import TrainOptions, fit
 
 log = logging.getLogger("sweeps.text")
 
@@ -432,7 +433,7 @@ class TokenSequenceEncoder(nn.Module):
     as the seed fed it: word identity as a number, a weak baseline kept to reproduce the seed. Then
     Linear -> ReLU -> Dropout -> Linear to ``out_dim`` (the seed's 128 -> 64), the representation
     ``transform`` returns; a linear classifier on it is trained with (class-weighted) cross-entropy
-    and AdamW. Trains on the CPU by default: the model is tiny and
+    and AdamW, by :func:`trainables.training.fit`. Trains on the CPU by default: the model is tiny and
     CUDA's embedding backward is not deterministic, and the same seed must give the same vectors.
     """
 
@@ -485,30 +486,19 @@ class TokenSequenceEncoder(nn.Module):
         words = sorted(counts, key=lambda w: -counts[w])[: self.num_words]  # stable: ties keep first occurrence
         self.vocab_ = {w: i + 1 for i, w in enumerate(words)}
         x = torch.as_tensor(self.ids(texts), device=self.device)
-        yt = torch.as_tensor(y, device=self.device)
-        cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=self.device)
         with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's global RNG
-            torch.manual_seed(seed)
-            g = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)  # init and dropout
             in_dim = self.max_len if self.input_mode == "ids" else self.emb_dim
             if self.input_mode == "embedding":
                 self.embedding = nn.Embedding(len(self.vocab_) + 1, self.emb_dim, padding_idx=0)
             self.ffn = nn.Sequential(nn.Linear(in_dim, self.hidden_dim), nn.ReLU(), nn.Dropout(self.dropout),
                                      nn.Linear(self.hidden_dim, self.out_dim))
             self.classifier = nn.Linear(self.out_dim, n_classes)
-            self.to(self.device).train()
-            opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            loss_fn = nn.CrossEntropyLoss(weight=cw)
-            n = len(yt)
-            for _ in range(self.epochs):
-                perm = torch.randperm(n, generator=g).to(self.device)
-                for start in range(0, n, self.batch_size):
-                    idx = perm[start : start + self.batch_size]
-                    loss = loss_fn(self.classifier(self(x[idx])), yt[idx])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-        self.eval()
+            self.to(self.device)
+            options = TrainOptions(optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+                                   batch_size=self.batch_size)
+            fit(self, lambda model, idx: model.classifier(model(x[idx])), y, n_classes, options,
+                class_weight=class_weight, seed=seed, device=self.device)
         return self
 
     @torch.inference_mode()

@@ -210,15 +210,19 @@ def fit(
     class_weight: np.ndarray | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, dict], None] | None = None,
+    sample_weight: np.ndarray | None = None,
+    device: str | None = None,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
 ) -> dict:
     """Train ``model`` in place on the labels ``y`` (class indices of the training samples only).
 
     ``forward(model, idx)`` returns the (b, n_classes) logits of the samples ``idx`` (a long tensor
-    on :func:`training_device`); it must compute with the module it is given, because it is also
-    called with the EMA or teacher copy of the model. If it accepts a ``noise`` keyword, the mean
-    teacher passes ``noise=options.noise`` for the caller to perturb its inputs (e.g. Gaussian
-    noise of that many feature standard deviations); otherwise dropout alone makes the two views
-    differ. ``on_epoch(epoch, metrics)`` is called after each
+    on the training device: ``device``, default :func:`training_device`); it must compute with the
+    module it is given, because it is also called with the EMA or teacher copy of the model. If it
+    accepts a ``noise`` keyword, the mean teacher passes ``noise=options.noise`` for the caller to
+    perturb its inputs (e.g. Gaussian noise of that many feature standard deviations); otherwise
+    dropout alone makes the two views differ. ``on_epoch(epoch, metrics)`` is called after each
     epoch (0-based) with train_loss, val_loss, val_acc (None without an inner split) and lr, so a
     Tune trainable can report per epoch and let ASHA stop it. The model ends in eval mode on the
     device it came on, holding the weights that are the result (best epoch, EMA or teacher).
@@ -226,13 +230,22 @@ def fit(
     Returns ``epochs_run``, ``best_epoch``, the final ``train_loss``, the best ``val_loss`` and
     ``val_acc``, ``per_epoch`` (the metrics given to ``on_epoch``), and the positions in ``y`` of
     the inner validation split (``val_idx``) and of the hidden labels (``hidden_idx``).
+
+    Options for models that train their own way (each keeps the numbers of the loop it replaced):
+    ``sample_weight`` (one weight per sample of ``y``) makes the training loss the weighted mean
+    ``sum(w_i ce_i) / sum(w_i)`` over a batch (the inner validation loss stays unweighted);
+    ``device`` trains there instead of :func:`training_device` (a model that must train on the CPU
+    to be deterministic); ``generator`` draws the batch order instead of a fresh one seeded with
+    ``seed`` (a caller that also draws from it in ``forward``, e.g. modality dropout, shares the
+    stream); ``shuffle=False`` takes the batches in sample order, drawing nothing (full-batch
+    training over samples in their given order).
     """
     o = options
     y = np.asarray(y, dtype=np.int64)
     n = len(y)
-    device = training_device()
+    device = device or training_device()
     home = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)  # batch order
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)  # batch order
     rng_hide, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     everyone = np.arange(n)
     hidden = _stratified_pick(y, everyone, o.hidden_label_fraction, rng_hide) if o.hidden_label_fraction else everyone[:0]
@@ -260,6 +273,16 @@ def fit(
         class_weight = balanced_class_weight(y[labelled], n_classes)
     cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=cw)
+    sw = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32, device=device)
+    if sw is not None and len(sw) != n:
+        raise ValueError(f"sample_weight has {len(sw)} weights for {n} samples")
+
+    def ce(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The training loss of the samples ``idx``: class- and (when given) sample-weighted."""
+        if sw is None:
+            return loss_fn(logits, yt[idx])
+        w = sw[idx]
+        return (F.cross_entropy(logits, yt[idx], weight=cw, reduction="none") * w).sum() / w.sum()
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(params, o)
@@ -274,13 +297,13 @@ def fit(
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
         if not teacher_mode:
-            return loss_fn(forward(model, idx), yt[idx])
+            return ce(forward(model, idx), idx)
         logits = forward(model, idx, **noisy)
         lab = is_labelled[idx]
-        ce = loss_fn(logits[lab], yt[idx][lab]) if bool(lab.any()) else logits.sum() * 0.0
+        supervised = ce(logits[lab], idx[lab]) if bool(lab.any()) else logits.sum() * 0.0
         with torch.no_grad():
             target = torch.softmax(forward(avg, idx, **noisy), dim=1)
-        return ce + o.consistency * F.mse_loss(torch.softmax(logits, dim=1), target)
+        return supervised + o.consistency * F.mse_loss(torch.softmax(logits, dim=1), target)
 
     per_epoch: list[dict] = []
     best = (math.inf, -1, None)  # (val loss, epoch, state); a NaN loss never improves on it
@@ -291,7 +314,7 @@ def fit(
             avg.train()  # the teacher's dropout is part of its view
         lr_now = opt.param_groups[0]["lr"]
         total = torch.zeros((), device=device)
-        perm = torch.randperm(len(train), generator=g).to(device)
+        perm = (torch.randperm(len(train), generator=g) if shuffle else torch.arange(len(train))).to(device)
         for start in range(0, len(train), batch):
             idx = perm[start : start + batch]
             if subset:

@@ -1,6 +1,6 @@
 """Cross-attention fusion: the sample's text tokens attend over each image modality's instances.
 
-Unlike the fusions in :mod:`trainables.fusion`, which see one pooled vector per modality, this one
+Unlike the other fusions in :mod:`trainables.fusion`, which see one pooled vector per modality, this one
 reads the inputs before pooling (``uses_instances``: the pipeline passes the fold-standardised
 instance bags and the joined, preprocessed texts). The words of a report can then pick *which*
 slices or views matter ("left", "L4-L5"), which no pooled vector can express.
@@ -13,8 +13,9 @@ is the concatenation of those per-modality vectors, then (``include_vectors``) t
 vectors in ``vectors`` (text / tabular: standardised with the training statistics, 0 = the training
 mean where absent), then one presence flag per modality; the pooled image vectors in ``vectors``
 are not used (the attention replaces the pooling). It is trained jointly with a linear classifier
-(cross-entropy, ``class_weight``, AdamW, full batch) on the fold's training samples, and ``fuse``
-returns the penultimate features for the trial's head.
+(cross-entropy, ``class_weight``, AdamW, full batch, samples in their given order) on the fold's
+training samples by :func:`trainables.training.fit`, and ``fuse`` returns the penultimate features
+for the trial's head.
 
 Text: tokenised as the ``tokens`` text encoder does (:func:`trainables.text.tokenize`); the
 vocabulary is the training texts' ``num_words`` most frequent words (ids from 2; 0 is padding);
@@ -36,8 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fusion import FUSIONS, _drop_modalities, _present_means
-from .text import as_texts, tokenize
+from ..registry import Param
+from ..text import as_texts, tokenize
+from ..training import TrainOptions, fit
+from .base import FUSIONS, LR, MODALITY_DROPOUT, WEIGHT_DECAY, drop_modalities, positive_int, present_means
 
 NO_TEXT = 1  # the id of the learned "no text" query token; 0 is padding, words start at 2
 _NEEDS_BAGS = "cross_attention needs the trial's instance bags: it runs inside the pipeline"
@@ -83,7 +86,18 @@ class _CrossAttentionNet(nn.Module):
         return self.clf(self.drop(self.features(ids, bags, vec, present)))
 
 
-@FUSIONS.register("cross_attention")
+@FUSIONS.register("cross_attention", params={
+    "dim": positive_int(32, "width of the token queries and of each modality's attention output"),
+    "heads": positive_int(2, "attention heads; must divide dim"),
+    "max_len": positive_int(64, "known words kept per text (its first ones)"),
+    "num_words": positive_int(5000, "vocabulary: the training texts' most frequent words"),
+    "epochs": positive_int(60, "full-batch training epochs"),
+    "lr": LR,
+    "weight_decay": WEIGHT_DECAY,
+    "modality_dropout": MODALITY_DROPOUT,
+    "dropout": Param(float, 0.0, low=0.0, high=1.0, doc="dropout on the attention weights and the fused features; below 1"),
+    "include_vectors": Param(bool, True, doc="append the non-image modalities' standardised vectors"),
+})
 class CrossAttentionFusion:
     """Text tokens (queries) cross-attend over each image modality's instances (keys/values); see
     the module docstring. ``heads`` must divide ``dim``; ``modality_dropout`` hides each present
@@ -173,40 +187,38 @@ class CrossAttentionFusion:
         counts = Counter(w for t in ([] if texts is None else as_texts(texts)) for w in tokenize(t))
         words = sorted(counts, key=lambda w: -counts[w])[: self.num_words]  # stable: ties keep first occurrence
         self.vocab_ = {w: i + 2 for i, w in enumerate(words)}
-        self.mu_ = _present_means({m: vectors[m] for m in self.others_},
+        self.mu_ = present_means({m: vectors[m] for m in self.others_},
                                   presence[:, [self.names_.index(m) for m in self.others_]])
         self.sd_ = {}
         for m in self.others_:
             rows = np.asarray(vectors[m], np.float32)[presence[:, self.names_.index(m)]]
             self.sd_[m] = (rows.std(0) if len(rows) > 1 else np.ones(rows.shape[1], np.float32)) + np.float32(1e-6)
         ids, tb, vec, present = self._inputs(vectors, presence, bags, texts)
-        yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
-        cw = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
-        loss_fn = nn.CrossEntropyLoss(weight=cw)
         text_col = self.names_.index("text") if "text" in self.names_ else None
         no_text = torch.zeros_like(ids)
         no_text[:, 0] = NO_TEXT
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)  # modality dropout
+
+        def forward(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+            ids_e, tb_e, vec_e, pres_e = ids[idx], [(X[idx], mask[idx]) for X, mask in tb], vec[idx], present[idx]
+            if self.modality_dropout > 0 and model.training:
+                pres_e = drop_modalities(pres_e, self.modality_dropout, g)
+                tb_e = [(X, mask & pres_e[:, self.names_.index(m), None]) for m, (X, mask) in zip(self.images_, tb_e)]
+                keep_vec = torch.cat([pres_e[:, [self.names_.index(m)]].expand(-1, vectors[m].shape[1])
+                                      for m in self.others_], 1) if self.include_vectors and self.others_ else None
+                vec_e = vec_e if keep_vec is None else vec_e * keep_vec
+                if text_col is not None:
+                    ids_e = torch.where(pres_e[:, text_col, None], ids_e, no_text[idx])
+            return model(ids_e, tb_e, vec_e, pres_e)
+
+        options = TrainOptions(optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+                               batch_size=len(present))
         with torch.random.fork_rng(devices=[]):  # seeded init and dropout, the caller's global RNG left as it was
             torch.manual_seed(seed)
             net = _CrossAttentionNet(len(self.vocab_) + 2, [X.shape[-1] for X, _ in tb], vec.shape[1],
                                      len(self.names_), self.dim, self.heads, self.dropout, n_classes)
-            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            net.train()
-            for _ in range(self.epochs):
-                ids_e, tb_e, vec_e, pres_e = ids, tb, vec, present
-                if self.modality_dropout > 0:
-                    pres_e = _drop_modalities(present, self.modality_dropout, g)
-                    tb_e = [(X, mask & pres_e[:, self.names_.index(m), None]) for m, (X, mask) in zip(self.images_, tb)]
-                    keep_vec = torch.cat([pres_e[:, [self.names_.index(m)]].expand(-1, vectors[m].shape[1])
-                                          for m in self.others_], 1) if self.include_vectors and self.others_ else None
-                    vec_e = vec if keep_vec is None else vec * keep_vec
-                    if text_col is not None:
-                        ids_e = torch.where(pres_e[:, text_col, None], ids, no_text)
-                loss = loss_fn(net(ids_e, tb_e, vec_e, pres_e), yt)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            fit(net, forward, np.asarray(y), n_classes, options, class_weight=class_weight, seed=seed, device="cpu",
+                shuffle=False)
         self.net_ = net.eval()
         return self
 
