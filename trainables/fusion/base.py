@@ -18,9 +18,9 @@ MISSING = ("zero", "neutral", "mean")  # stand-ins for a missing modality (see t
 
 # parameters several fusions declare the same way
 PRESENCE_INDICATORS = Param(bool, True, doc="append one presence flag per modality, so a head can tell absent from all-zero")
-MODALITY_DROPOUT = Param(float, 0.0, low=0.0, high=1.0,
+MODALITY_DROPOUT = Param(float, 0.0, low=0.0, high=1.0, open_high=True,
                          doc="probability of hiding each present modality of a training sample (never all); below 1")
-LR = Param(float, 1e-2, low=0.0, doc="AdamW learning rate (> 0)")
+LR = Param(float, 1e-2, low=0.0, open_low=True, doc="AdamW learning rate (> 0)")
 WEIGHT_DECAY = Param(float, 1e-4, low=0.0, doc="AdamW weight decay")
 
 

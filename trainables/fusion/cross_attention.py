@@ -95,7 +95,7 @@ class _CrossAttentionNet(nn.Module):
     "lr": LR,
     "weight_decay": WEIGHT_DECAY,
     "modality_dropout": MODALITY_DROPOUT,
-    "dropout": Param(float, 0.0, low=0.0, high=1.0, doc="dropout on the attention weights and the fused features; below 1"),
+    "dropout": Param(float, 0.0, low=0.0, high=1.0, open_high=True, doc="dropout on the attention weights and the fused features; below 1"),
     "include_vectors": Param(bool, True, doc="append the non-image modalities' standardised vectors"),
 })
 class CrossAttentionFusion:
