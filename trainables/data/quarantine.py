@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from .cohort import CohortError
-from .images import ImageReadError, order_series, read_slice
+from .images import ImageReadError, order_series, quiet_pydicom, read_slice
 
 __all__ = ["INSTANCE_COLUMNS", "check_instances", "order_or_quarantine", "probe_image", "unreadable"]
 
@@ -49,12 +48,13 @@ def probe_image(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             head = f.read(132)
+            if not head:
+                return "empty file (0 bytes)"
             if head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom"):
                 import pydicom
 
                 f.seek(0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with quiet_pydicom():
                     pydicom.dcmread(f, force=True, stop_before_pixels=True)
                 return None if f.read(1) else "not a DICOM image: the file ends before any pixel data"
         with Image.open(path) as img:
