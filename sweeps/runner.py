@@ -285,7 +285,10 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],
-                "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
+                "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None,
+                "spec": {"cohort": spec.cohort, "cohort_options": spec.cohort_options, "target": spec.target,
+                         "weights": spec.weights, "trainable": spec.trainable,
+                         "reference": str(Path(spec.reference).resolve()) if spec.reference else None}}
         (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
         import numpy as np
 
@@ -341,8 +344,12 @@ def _trial_dirname(trial) -> str:
 def _reporter(spec: SweepSpec):
     from ray.tune import CLIReporter
 
+    from .report.run import swept_paths
+
     params = [k for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
-    return CLIReporter(metric_columns=[spec.metric, "auc_macro", "best_arm"], parameter_columns=params,
+    params += [p for p in ("/".join(path) for path in swept_paths(_space_repr(spec.space)))
+               if p not in params and p not in ("head/name",)]  # every swept value, nested ones as a/b
+    return CLIReporter(metric_columns=list(dict.fromkeys([spec.metric, "auc_macro", "best_arm"])), parameter_columns=params,
                        max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
 
 
