@@ -86,3 +86,53 @@ def test_a_paired_pooling_run_names_the_arm_in_the_best_space(tmp_path):
     assert "__trial_index__" not in s.space and not s.compare
     top = section_text(build_report(run), "Top configurations")
     assert top.count("pooling.attention.hidden_dim=32") == 1  # on the attention row only
+
+
+def test_attention_plots_name_samples_by_their_sample_id(tmp_path, monkeypatch):
+    from sweeps.report import plots, write_report
+    from tests.test_report import _attention, paired_trials
+
+    y, groups = cohort()
+    trials = paired_trials(y, 2)
+    trials[1]["attn"] = {"attention": {"sagittal_t2": _attention(len(y), 12, 0)}}
+    run = make_run(tmp_path, y, groups, trials)
+    with np.load(run / "targets.npz") as t:
+        arrays = dict(t)
+    ids = np.array([f"study-{i:03d}" for i in range(len(y))])
+    np.savez(run / "targets.npz", **arrays, sample_ids=ids)
+    seen = {}
+    real = plots.attention
+
+    def spy(panels, title, out, **kw):
+        seen["panels"] = panels
+        return real(panels, title, out, **kw)
+
+    monkeypatch.setattr(plots, "attention", spy)
+    text = write_report(run, tmp_path / "out").read_text()
+    assert all(title.split()[1].startswith("study-") for title, _ in seen["panels"])
+    assert "named by their sample_id" in text
+
+
+def test_a_moot_pooling_comparison_is_explained_not_tabulated(tmp_path):
+    y, groups = cohort()
+    trials = [{"id": "t0", "config": {"encoder": "resnet18", "head": "logreg", "pca_dim": 16},
+               "proba": {"mean": noisy_proba(y, 1.0, 0)}}]
+    run = make_run(tmp_path, y, groups, trials, compare=None,
+                   compare_skipped={"pooling": ["mean", "attention"], "ran": "mean", "why": "one instance"})
+    text = build_report(run)
+    pooling = section_text(text, "Attention vs average pooling")
+    assert "Not compared" in pooling and "`mean`" in pooling and "|" not in pooling
+
+
+def test_the_data_section_says_what_a_sample_is_and_what_was_set_aside(tmp_path):
+    y, groups = cohort()
+    trials = [{"id": "t0", "config": {"encoder": "resnet18", "head": "logreg"}, "proba": {"mean": noisy_proba(y, 1.0, 0)}}]
+    run = make_run(tmp_path, y, groups, trials, compare=None)
+    meta = json.loads((run / "sweep.json").read_text())
+    meta["cohort"].update(max_instances=1, no_readable_image={"sagittal_t2": 4},
+                          duplicates={"groups": 5, "samples": 10, "merged": True})
+    (run / "sweep.json").write_text(json.dumps(meta))
+    data = section_text(build_report(run), "Data and method")
+    assert "samples (one image each per modality)" in data and "(studies)" not in data
+    assert "4 sample(s) have no readable sagittal_t2 image" in data
+    assert "Identical images under different patients: 5 (10 samples)" in data and "grouped together" in data
