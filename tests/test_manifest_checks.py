@@ -165,3 +165,14 @@ def test_the_covid_subset_as_a_manifest_flags_the_notes_and_the_duplicates(tmp_p
     cohort = load(tmp_path / "m.csv", targets={"covid": None}, text=["notes"], image_cols={"image": "xray"})
     assert "notes" in cohort.flagged
     assert len(cohort.duplicates) == 5 and cohort.samples["patient_id"].nunique() < d["patientid"].nunique()
+
+
+def test_targets_may_be_one_column_name_or_a_list(tmp_path):
+    pd.DataFrame({"sample_id": list("abcd"), "patient_id": list("abcd"), "y": list("0101"), "z": list("xyxy")}) \
+        .to_csv(tmp_path / "m.csv", index=False)
+    assert [t.name for t in load(tmp_path / "m.csv", targets="y").targets] == ["y"]
+    assert [t.name for t in load(tmp_path / "m.csv", targets=["y", "z"]).targets] == ["y", "z"]
+    from trainables.data.cohort import CohortError
+
+    with pytest.raises(CohortError, match="'targets'.*required"):
+        load(tmp_path / "m.csv")

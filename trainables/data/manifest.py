@@ -77,30 +77,37 @@ MAX_PROBLEMS = 50
 SEPARATORS = ("|", ";", ",")  # what a multi-label cell is split on, for the undeclared-column warning
 NAME = "manifest"
 OPTIONS = {
-    "targets": Param(dict, None, nullable=True,
-                     doc="{column: classes in index order, or None for the sorted distinct values}; "
-                         'e.g. {"diagnosis": null} (targets or multilabel is required)'),
+    "targets": Param((dict, str, list, tuple), None, nullable=True,
+                     doc="{column: classes in index order, or None for the sorted distinct values}; a column name or "
+                         'a list of names is short for {name: None}; e.g. {"diagnosis": null} or diagnosis '
+                         "(targets or multilabel is required)"),
     "multilabel": Param(dict, None, nullable=True,
                         doc='{column: {"sep": separator, "none": the no-label value (optional)}}: one binary '
                             'target per label; e.g. {"Finding Labels": {"sep": "|", "none": "No Finding"}}'),
-    "sample_col": Param(str, "sample_id", doc="the sample key column"),
-    "patient_col": Param(str, "patient_id", doc="the patient key column (the grouping key of every split)"),
-    "image_cols": Param(dict, None, nullable=True, doc="{image column: modality}"),
-    "tabular": Param((list, tuple), (), doc="tabular feature columns"),
-    "text": Param((list, tuple), (), doc="text columns"),
+    "sample_col": Param(str, "sample_id", doc="the sample key column (one row per sample); e.g. study_id"),
+    "patient_col": Param(str, "patient_id", doc="the patient key column (the grouping key of every split); e.g. patientid"),
+    "image_cols": Param(dict, None, nullable=True,
+                        doc='{image column: modality}; a cell is a file, a folder of slices, or paths joined by ";"; '
+                            'e.g. {"filename": "xray"}'),
+    "tabular": Param((list, tuple), (), doc='tabular feature columns; e.g. ["age", "sex"]'),
+    "text": Param((list, tuple), (), doc='free-text columns (scored by the leakage guard too); e.g. ["clinical_notes"]'),
     "image_root": Param((str, os.PathLike), None, nullable=True,
-                        doc="the folder relative image paths are resolved against (default: the manifest's folder)"),
-    "masked_targets": Param((list, tuple), (), doc="targets whose blanks mean 'not labelled'"),
-    "name": Param(str, None, nullable=True, doc="the cohort's name (default: the manifest's file stem)"),
-    "categorical": Param((list, tuple), (), doc="tabular columns kept as categories even when mostly numbers"),
+                        doc="the folder relative image paths are resolved against (default: the manifest's folder); "
+                            "e.g. /data/images"),
+    "masked_targets": Param((list, tuple), (), doc="targets whose blanks mean 'not labelled'; e.g. [\"grade\"]"),
+    "name": Param(str, None, nullable=True, doc="the cohort's name (default: the manifest's file stem); e.g. my_hospital"),
+    "categorical": Param((list, tuple), (), doc='tabular columns kept as categories even when mostly numbers; e.g. ["site"]'),
     "frames": Param(str, "all", choices=("all", "first"),
-                    doc="multi-frame files: every frame an instance, or frame 0 only (the rest counted)"),
-    "leakage": Param(bool, True, doc="score each tabular and text column alone against the targets; flag leaks"),
-    "threshold": Param(float, 0.95, low=0.5, high=1.0, doc="a tabular column alone at this AUC / balanced accuracy is flagged"),
-    "text_threshold": Param(float, 0.85, low=0.5, high=1.0, doc="a text column alone at this AUC is flagged"),
-    "allow_leaky": Param((list, tuple), (), doc="flagged columns to keep in the features anyway"),
+                    doc="multi-frame files: every frame an instance, or frame 0 only (the rest counted); e.g. first"),
+    "leakage": Param(bool, True, doc="score each tabular and text column alone against the targets and leave out "
+                                     "the ones that leak; e.g. false"),
+    "threshold": Param(float, 0.95, low=0.5, high=1.0,
+                       doc="a tabular column alone at this AUC / balanced accuracy is flagged; e.g. 0.9"),
+    "text_threshold": Param(float, 0.85, low=0.5, high=1.0, doc="a text column alone at this AUC is flagged; e.g. 0.8"),
+    "allow_leaky": Param((list, tuple), (), doc='flagged columns to keep in the features anyway; e.g. ["notes"]'),
     "merge_duplicates": Param(bool, True,
-                              doc="identical images under different patients: give those patients one split key"),
+                              doc="identical images under different patients: give those patients one split key; "
+                                  "e.g. false to only report them"),
 }
 
 
@@ -112,7 +119,10 @@ def load(root: str | Path | None = None, *, strict: bool = False, **options) -> 
     mean "not labelled". ``name``: the cohort's name (default: the manifest's file stem).
     """
     o = resolve_options(NAME, OPTIONS, options)
-    targets, multilabel = dict(o["targets"] or {}), dict(o["multilabel"] or {})
+    targets = o["targets"] or {}
+    targets = {targets: None} if isinstance(targets, str) else dict(targets) if isinstance(targets, Mapping) else \
+        {str(t): None for t in targets}
+    multilabel = dict(o["multilabel"] or {})
     sample_col, patient_col, tabular, text = o["sample_col"], o["patient_col"], list(o["tabular"]), list(o["text"])
     image_root, masked_targets, name = o["image_root"], o["masked_targets"], o["name"]
     if not targets and not multilabel:
@@ -367,9 +377,10 @@ def load_config(config: Mapping) -> Cohort:
     """:func:`load` from a plain dict: ``{"path": ..., "targets": {...}, ...}`` with :func:`load`'s keywords."""
     for key in config:
         check_name("manifest config key", key, ["path", *OPTIONS, "strict"], error=CohortError)
-    for key in ("path", "targets"):
-        if key not in config:
-            raise CohortError(f"manifest config: {key!r} is required")
+    if "path" not in config:
+        raise CohortError("manifest config: 'path' is required")
+    if "targets" not in config and "multilabel" not in config:
+        raise CohortError("manifest config: 'targets' (or 'multilabel') is required")
     config = dict(config)
     return load(config.pop("path"), **config)
 
