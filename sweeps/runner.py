@@ -199,7 +199,9 @@ def cohort_summary(cohort, targets: list[str]) -> dict:
     from .datainfo import no_readable_image
 
     s, i = cohort.samples, cohort.instances
-    present = i.groupby("modality")["sample_id"].nunique().to_dict() if len(i) else {}
+    later = {q["path"] for q in cohort.quarantine if q.get("modality") is None}  # set aside by the embed stage
+    readable = i[~i["path"].isin(later)] if len(i) else i  # a sample whose every instance was set aside lacks it
+    present = readable.groupby("modality")["sample_id"].nunique().to_dict() if len(readable) else {}
     t = cohort.target(targets[0])
     per_target = {name: {**{c: int((s[name] == c).sum()) for c in cohort.target(name).classes},
                          "masked": int(s[name].isna().sum())} for name in targets}

@@ -31,6 +31,7 @@ def test_the_summary_says_what_a_sample_is_and_counts_image_less_samples():
     later = [{"path": "/x/b0.png", "reason": "cannot decode"}]  # set aside by the embed stage
     c = cohort_summary(_cohort(1, later), ["y"])
     assert c["max_instances"] == 1 and c["no_readable_image"] == {"mri": 1}
+    assert c["modalities"]["mri"] == {"present": 1, "missing": 2}  # b's only image was unreadable
     assert c["duplicates"] == {"groups": 0, "samples": 0, "merged": False}
     assert cohort_summary(_cohort(2, later), ["y"])["no_readable_image"] == {}  # b still has b1
 
