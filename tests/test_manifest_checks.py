@@ -116,6 +116,10 @@ def test_each_frame_of_a_multiframe_dicom_is_an_instance(tmp_path):
     assert cohort.instances["frame"].tolist() == list(range(n))
     assert cohort.instances["order"].tolist() == list(range(n))
     assert "multi-frame" in cohort.description
+    from trainables.data.images import read_slice
+
+    frames = [read_slice(src, f) for f in (0, n - 1)]
+    assert frames[0].shape == frames[1].shape and not np.array_equal(frames[0], frames[1])
     first = load(tmp_path / "m.csv", targets={"y": None}, image_cols={"img": "dose"}, frames="first")
     assert first.instances["frame"].tolist() == [0] and f"{n - 1} frame(s) left out" in first.description
 
