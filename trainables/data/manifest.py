@@ -331,7 +331,7 @@ def _warn_if_multilabel(col: str, values: pd.Series) -> None:
 
 def _numeric_or_warn(values: pd.Series, col: str, where, notes: list[str]) -> pd.Series:
     """A tabular column as numbers when most of its cells are numbers: the others (``45 y``) become missing
-    and a warning names their lines and values. A column of mostly non-numbers stays categorical."""
+    and a warning names their lines and values. A column with more than 20% non-numbers stays categorical."""
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return values
     text = values.astype(object).where(values.notna()).map(lambda x: str(x).strip(), na_action="ignore")
@@ -339,7 +339,7 @@ def _numeric_or_warn(values: pd.Series, col: str, where, notes: list[str]) -> pd
     numbers = pd.to_numeric(text, errors="coerce")
     given = text.notna()
     stray = given & numbers.isna()
-    if not given.any() or not stray.any() or stray.sum() > max(2, 0.2 * given.sum()):
+    if not given.any() or not stray.any() or stray.sum() > 0.2 * given.sum():
         return values  # numbers throughout (handled above), or a categorical column
     shown = ", ".join(f"{where(i)} ({text.iloc[i]!r})" for i in np.flatnonzero(stray)[:10])
     more = f" and {int(stray.sum()) - 10} more" if stray.sum() > 10 else ""
