@@ -378,9 +378,10 @@ def _reporter(spec: SweepSpec):
 
     from .report.run import swept_paths
 
-    params = [k for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
+    params = [f"{k}/name" if isinstance(spec.space[k], dict) and "name" in spec.space[k] else k
+              for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
     params += [p for p in ("/".join(path) for path in swept_paths(_space_repr(spec.space)))
-               if p not in params and p not in ("head/name",)]  # every swept value, nested ones as a/b
+               if p not in params]  # every swept value, nested ones as a/b
     return CLIReporter(metric_columns=list(dict.fromkeys([spec.metric, "auc_macro", "best_arm"])), parameter_columns=params,
                        max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
 

@@ -43,6 +43,7 @@ def test_a_nested_swept_value_is_in_every_configuration_table(tmp_path):
     by_text = section_text(text, "By text")
     assert "`tfidf`" in by_text and "`none`" in by_text
     assert "By head.logreg.C" not in text  # a continuous range: one value per trial, no table
+    assert "pooling does not apply" in section_text(text, "Attention vs average pooling")  # no encoder was swept
 
 
 def test_fine_tuning_rows_differ_by_their_learning_rate(tmp_path):

@@ -65,7 +65,8 @@ def best_space_source(view: RunView, best: dict) -> str | None:
         "reference": spec.get("reference"),
         "space": b["config"],
     }
-    body = ",\n".join(f"    {k}={pprint.pformat(v, indent=4, width=100, sort_dicts=False)}" for k, v in fields.items())
+    body = ",\n".join(f"    {k}=" + pprint.pformat(v, width=100, sort_dicts=False).replace("\n", "\n" + " " * (5 + len(k)))
+                      for k, v in fields.items())
     return (f'"""Rerun of the best configuration of run {view.run_dir.name} (written with its report).\n\n'
             f'Every value is a constant: ``python -m sweeps run best_space.py`` reruns this one configuration on the\n'
             f'same cohort, data, folds and seed."""\n\nfrom sweeps.spec import SweepSpec\n\nSPEC = SweepSpec(\n{body},\n)\n')

@@ -25,7 +25,7 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     if not rows:
         L.append("No finished trials yet.")
         return L
-    if not c["modalities"] or not c.get("instances"):
+    if not c["modalities"] or not c.get("instances") or not any("encoder" in r.config for r in rows):
         L.append("No image modality in this sweep: pooling does not apply. The best configurations are below.")
         return L
     if len(poolings) < 2:
