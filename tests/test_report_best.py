@@ -137,3 +137,16 @@ def test_the_data_section_says_what_a_sample_is_and_what_was_set_aside(tmp_path)
     assert "samples (one image each per modality)" in data and "(studies)" not in data
     assert "4 sample(s) have no readable sagittal_t2 image" in data
     assert "Identical images under different patients: 5 (10 samples)" in data and "grouped together" in data
+
+
+def test_report_html_prints_every_file_it_wrote(tmp_path, capsys, monkeypatch):
+    from sweeps.cli import main
+
+    y, groups = cohort()
+    _text_run(tmp_path / "runs", y, groups)
+    monkeypatch.setenv("SWEEPS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SWEEPS_REPORTS", str(tmp_path / "reports"))
+    assert main(["report", "run", "--html"]) == 0
+    printed = capsys.readouterr().out.split()
+    for name in ("report.md", "report.html", "best_config.json", "best_space.py"):
+        assert str(tmp_path / "reports" / "run" / name) in printed
