@@ -16,7 +16,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.tag import Tag
 
 from trainables.data import manifest
-from trainables.data.images import ImageReadError, _describe, order_series, read_slice
+from trainables.data.images import ImageReadError, describe_error, order_series, read_slice
 from sweeps.datainfo import format_summary, inspect_cohort
 
 PLANTED = "ZZPLANTED77"
@@ -86,7 +86,7 @@ def test_the_decoders_cause_is_kept_and_values_still_redacted():
     exc = RuntimeError("Unable to decode as exceptions were raised by all available plugins:\n"
                        "  pillow: Pillow does not support 'JPEG Extended' for samples with 12-bit precision\n"
                        f"  gdcm: bad value '{PLANTED}'")
-    text = _describe(exc)
+    text = describe_error(exc)
     assert "Pillow does not support 'JPEG Extended' for samples with 12-bit precision" in text
     assert PLANTED not in text
 

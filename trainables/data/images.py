@@ -43,7 +43,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 
-__all__ = ["READER_VERSION", "ImageReadError", "Voi", "frame_count", "read_slice", "read_slice_with_voi", "order_series",
+__all__ = ["READER_VERSION", "ImageReadError", "Voi", "describe_error", "frame_count", "read_slice", "read_slice_with_voi", "order_series",
            "quiet_pydicom", "window_from_header"]
 
 log = logging.getLogger(__name__)
@@ -219,13 +219,13 @@ def frame_count(path: str) -> int:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:
-            raise ImageReadError(path, f"not a readable .npy file ({_describe(exc)})") from None
+            raise ImageReadError(path, f"not a readable .npy file ({describe_error(exc)})") from None
         return int(arr.shape[0]) if arr.ndim == 3 else 1
     try:
         with Image.open(path) as img:
             return int(getattr(img, "n_frames", 1))
     except Exception as exc:
-        raise ImageReadError(path, f"not a readable image ({_describe(exc)})") from None
+        raise ImageReadError(path, f"not a readable image ({describe_error(exc)})") from None
 
 
 def _warn_mixed_orientation(normals: dict[str, np.ndarray | None]) -> None:
@@ -289,7 +289,7 @@ def _dcmread(path: str, source, stop_before_pixels: bool = False) -> Dataset:
             return pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
     except Exception as exc:  # pydicom raises many types for malformed input
         what = "not a readable DICOM file" if _has_preamble(path) else "not a DICOM file"
-        raise ImageReadError(path, f"{what} ({_describe(exc)})") from None
+        raise ImageReadError(path, f"{what} ({describe_error(exc)})") from None
 
 
 @contextlib.contextmanager
@@ -366,7 +366,7 @@ def _read_dicom(path: str, frame: int) -> tuple[np.ndarray, Dataset]:
     except ImageReadError:
         raise
     except Exception as exc:  # decoder, plugin and malformed-element errors alike
-        raise ImageReadError(path, f"cannot decode pixel data ({_describe(exc)})") from None
+        raise ImageReadError(path, f"cannot decode pixel data ({describe_error(exc)})") from None
     arr = np.asarray(arr, dtype=np.float64)
     if photometric == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
@@ -498,7 +498,7 @@ def _read_npy(path: str, frame: int) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # truncated, corrupt or pickled content
-        raise ImageReadError(path, f"not a readable .npy file ({_describe(exc)})") from None
+        raise ImageReadError(path, f"not a readable .npy file ({describe_error(exc)})") from None
     if not isinstance(arr, np.ndarray):
         raise ImageReadError(path, "not a single array (an .npz archive?)")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
@@ -525,7 +525,7 @@ def _read_raster(path: str, frame: int) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises OSError, SyntaxError, DecompressionBombError, ...
-        raise ImageReadError(path, f"not a readable image ({_describe(exc)})") from None
+        raise ImageReadError(path, f"not a readable image ({describe_error(exc)})") from None
 
 
 def _check_frame(path: str, frame: int, n_frames: int) -> None:
@@ -578,7 +578,7 @@ def _slice_normal(orientation) -> np.ndarray | None:
     return normal / norm if norm > 1e-6 else None
 
 
-def _describe(exc: Exception) -> str:
+def describe_error(exc: Exception) -> str:
     """One short line naming an exception: its type and the first line of its message, with every
     quoted value redacted (decoders quote the element values they choose; in a corrupt file those
     can be misread bytes of any element), element names excepted."""
