@@ -321,7 +321,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                 "spec": {"cohort": spec.cohort, "cohort_options": spec.cohort_options, "target": spec.target,
                          "weights": spec.weights, "trainable": spec.trainable,
                          "reference": str(Path(spec.reference).resolve()) if spec.reference else None}}
-        (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
+        (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1, default=str))
         import numpy as np
 
         extra = {}
