@@ -1,5 +1,17 @@
-"""Sweep platform: cohort -> cached embeddings -> Ray Tune + Optuna trials -> markdown report."""
+"""Sweep platform: cohort -> cached embeddings -> Ray Tune + Optuna trials -> markdown report.
 
-from .spec import SweepSpec
+``SweepSpec`` is imported on first use (``from sweeps import SweepSpec``), not with the package: the spec
+module pulls in Ray Tune and every component registry, which ``python -m sweeps --help`` does not need.
+"""
+
+from __future__ import annotations
 
 __all__ = ["SweepSpec"]
+
+
+def __getattr__(name: str):
+    if name == "SweepSpec":
+        from .spec import SweepSpec
+
+        return SweepSpec
+    raise AttributeError(f"module 'sweeps' has no attribute {name!r}")

@@ -41,13 +41,14 @@ def _resume(a) -> int:
 
 
 def _report(a) -> int:
-    from .report import write_report
+    from .report import write_report_files
     from .runner import reports_root, runs_root
 
     run_dir = runs_root() / a.run
     if not (run_dir / "sweep.json").exists():
         raise FileNotFoundError(f"no run {a.run!r} under {runs_root()}")
-    print(write_report(run_dir, reports_root() / a.run, html=a.html, k=a.k, reference=a.reference))
+    for path in write_report_files(run_dir, reports_root() / a.run, html=a.html, k=a.k, reference=a.reference).values():
+        print(path)
     return 0
 
 

@@ -173,13 +173,38 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
         targets=[(t, cohort.target(t).classes) for t in names] if Y is not None else None,
         instances=cohort.instances[["sample_id", "modality", "order", "path", "frame"]] if finetune else None,
     )
+    moot = moot_pooling_compare(spec, cohort)
+    if moot:  # one instance per sample: every pooling returns that instance; run one arm, the report says why
+        log.info("%s", moot["why"])
+        handle.arms = {"pooling": [moot["ran"]]}
     return cohort, fp, handle
+
+
+def moot_pooling_compare(spec: SweepSpec, cohort) -> dict | None:
+    """``{"pooling": [...], "ran": arm, "why": text}`` when the space compares poolings that cannot differ on
+    this cohort: every sample has at most one instance in every modality, so mean, attention and any other
+    pooling of a bag of one return that one embedding. None when the comparison is real (or there is none)."""
+    arms = list(spec.compare.get("pooling") or [])
+    if len(arms) < 2 or not spec.embeddings() or spec.trainable != "frozen":
+        return None
+    i = cohort.instances
+    most = int(i.groupby(["sample_id", "modality"]).size().max()) if len(i) else 0
+    if most > 1:
+        return None
+    ran = "mean" if "mean" in arms else arms[0]
+    return {"pooling": arms, "ran": ran,
+            "why": f"every sample has at most one image instance per modality, so the poolings compared "
+                   f"({', '.join(arms)}) all return that one embedding and cannot differ: only {ran} was run"}
 
 
 def cohort_summary(cohort, targets: list[str]) -> dict:
     """What the report says about the data: ``cohort`` is the sweep's (labelled) cohort."""
+    from .datainfo import no_readable_image
+
     s, i = cohort.samples, cohort.instances
-    present = i.groupby("modality")["sample_id"].nunique().to_dict() if len(i) else {}
+    later = {q["path"] for q in cohort.quarantine if q.get("modality") is None}  # set aside by the embed stage
+    readable = i[~i["path"].isin(later)] if len(i) else i  # a sample whose every instance was set aside lacks it
+    present = readable.groupby("modality")["sample_id"].nunique().to_dict() if len(readable) else {}
     t = cohort.target(targets[0])
     per_target = {name: {**{c: int((s[name] == c).sum()) for c in cohort.target(name).classes},
                          "masked": int(s[name].isna().sum())} for name in targets}
@@ -191,6 +216,10 @@ def cohort_summary(cohort, targets: list[str]) -> dict:
         "label_counts": {c: int((s[t.name] == c).sum()) for c in t.classes},
         "tabular": cohort.tabular, "text": cohort.text, "targets": len(cohort.targets),
         "predicted_targets": per_target, "quarantined": len(cohort.quarantine), "flagged": dict(cohort.flagged),
+        "max_instances": int(i.groupby(["sample_id", "modality"]).size().max()) if len(i) else 0,
+        "no_readable_image": no_readable_image(cohort, [q for q in cohort.quarantine if q.get("modality") is None]),
+        "duplicates": {"groups": len(cohort.duplicates), "samples": sum(len(d["samples"]) for d in cohort.duplicates),
+                       "merged": bool(cohort.duplicates_merged)},
     }
 
 
@@ -292,12 +321,18 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                                    restart_errored=False)
     else:
         run_dir.mkdir(parents=True)
+        skipped = None if handle.arms == spec.compare else {**spec.compare, "ran": next(iter(handle.arms.values()))[0],
+                                                           "why": "at most one image instance per sample and modality"}
         meta = {"space": spec.name, "options": options, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
-                "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
+                "mode": spec.mode, "seed": spec.seed, "folds": spec.folds,
+                "compare": spec.compare if skipped is None else {}, "compare_skipped": skipped,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],
-                "encoders": _encoders(spec), "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
-        write_text(run_dir / "sweep.json", json.dumps(meta, indent=1))
+                "encoders": _encoders(spec), "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None,
+                "spec": {"cohort": spec.cohort, "cohort_options": spec.cohort_options, "target": spec.target,
+                         "weights": spec.weights, "trainable": spec.trainable,
+                         "reference": str(Path(spec.reference).resolve()) if spec.reference else None}}
+        write_text(run_dir / "sweep.json", json.dumps(meta, indent=1, default=str))
         import io
 
         import numpy as np
@@ -307,7 +342,8 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
             extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
                      **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
         buf = io.BytesIO()
-        np.savez(buf, y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names), **extra)
+        np.savez(buf, y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
+                 sample_ids=np.array([str(x) for x in handle.sample_ids]), **extra)
         write_bytes(run_dir / "targets.npz", buf.getvalue())
         if _has_domain(spec.space):
             searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
@@ -355,8 +391,13 @@ def _trial_dirname(trial) -> str:
 def _reporter(spec: SweepSpec):
     from ray.tune import CLIReporter
 
-    params = [k for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
-    return CLIReporter(metric_columns=[spec.metric, "auc_macro", "best_arm"], parameter_columns=params,
+    from .report.run import swept_paths
+
+    params = [f"{k}/name" if isinstance(spec.space[k], dict) and "name" in spec.space[k] else k
+              for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
+    params += [p for p in ("/".join(path) for path in swept_paths(_space_repr(spec.space)))
+               if p not in params]  # every swept value, nested ones as a/b
+    return CLIReporter(metric_columns=list(dict.fromkeys([spec.metric, "auc_macro", "best_arm"])), parameter_columns=params,
                        max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
 
 

@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .best import best_config, best_space_source, dumps as dump_best
 from .fmt import to_html
 from .reference import ReferenceError
 from .run import ReportOptions, Row, RunView, load
@@ -64,15 +65,17 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 __all__ = ["SECTIONS", "ReferenceError", "ReportOptions", "Row", "RunView", "build_report", "load", "paired_bootstrap",
-           "patient_bootstrap", "to_html", "write_report"]
+           "patient_bootstrap", "to_html", "write_report", "write_report_files"]
 
 
 def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, reference: str | Path | None = None) -> str:
     """The report's markdown; with ``plot_dir``, PNG plots are written there and linked. ``k``: the
     number of members of the post-hoc ensembles. ``reference``: a CSV of published numbers to set
     beside ours (default: the ``reference`` named in the run's sweep.json, if any)."""
-    view = load(run_dir)
-    options = ReportOptions(k=k, reference=reference, plot_dir=plot_dir)
+    return _render(load(run_dir), ReportOptions(k=k, reference=reference, plot_dir=plot_dir))
+
+
+def _render(view: RunView, options: ReportOptions) -> str:
     lines: list[str] = []
     for section in SECTIONS:
         lines += section(view, options)
@@ -81,18 +84,37 @@ def build_report(run_dir: Path, plot_dir: Path | None = None, *, k: int = 5, ref
 
 def write_report(run_dir: Path, out_dir: Path, *, html: bool = False, k: int = 5,
                  reference: str | Path | None = None) -> Path:
-    """Write ``out_dir/report.md`` atomically (temp folder, then rename), with its PNG plots beside it
-    and, with ``html``, ``report.html`` too. ``k`` and ``reference``: as in ``build_report``."""
+    """:func:`write_report_files`, returning the path of ``report.md``."""
+    return write_report_files(run_dir, out_dir, html=html, k=k, reference=reference)["markdown"]
+
+
+def write_report_files(run_dir: Path, out_dir: Path, *, html: bool = False, k: int = 5,
+                       reference: str | Path | None = None) -> dict[str, Path]:
+    """Write ``out_dir/report.md`` atomically (temp folder, then rename), with its PNG plots beside it,
+    ``best_config.json`` and ``best_space.py`` (:mod:`.best`: the top configurations, and a space that
+    reruns the best one) and, with ``html``, ``report.html`` too. ``k`` and ``reference``: as in
+    ``build_report``. Returns the written files by kind: ``markdown``, ``html``, ``best_config``,
+    ``best_space`` (the ones written)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))  # plots and text written here first
+    names = {"markdown": "report.md"}
     try:
-        text = build_report(Path(run_dir), plot_dir=staging, k=k, reference=reference)
+        view = load(Path(run_dir))
+        text = _render(view, ReportOptions(k=k, reference=reference, plot_dir=staging))
         if html:
             (staging / "report.html").write_text(to_html(text, f"Sweep report: {Path(run_dir).name}"))
+            names["html"] = "report.html"
+        best = best_config(view)
+        (staging / "best_config.json").write_text(dump_best(best))
+        names["best_config"] = "best_config.json"
+        source = best_space_source(view, best)
+        if source is not None:
+            (staging / "best_space.py").write_text(source)
+            names["best_space"] = "best_space.py"
         (staging / "report.md").write_text(text)
         for f in sorted(staging.iterdir(), key=lambda p: p.name == "report.md"):  # report.md last
             os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir / "report.md"
+    return {kind: out_dir / name for kind, name in names.items()}

@@ -110,13 +110,74 @@ def dim_value(config: dict, dim: str):
     return v
 
 
-def config_str(config: dict) -> str:
-    """``head=logreg, sampling=none, ...``: the DIMENSIONS a config has."""
+def config_str(config: dict, swept: tuple[tuple[str, ...], ...] = (), arm: str | None = None) -> str:
+    """``head=logreg, sampling=none, ..., text=tfidf, train.lr=0.0012``: the DIMENSIONS a config has, then
+    every other value the space swept (``swept``: :func:`swept_paths` of the run's space), nested or not.
+
+    A parameter of a component the config did not pick is left out (``head.svc.C`` when the head is
+    logreg), and so is a pooling's parameter on another pooling ``arm``'s row."""
     parts = []
     for dim in DIMENSIONS:
         if dim in config:
             parts.append(f"{dim}={dim_value(config, dim)}")
+    for path in swept:
+        if path[0] in DIMENSIONS and path[1:] in ((), ("name",)) or path in (("pooling",), ("pooling", "name")):
+            continue  # shown above, or the pooling arm's own column
+        if len(path) >= 3 and path[0] in config and dim_value(config, path[0]) not in ("", path[1]):
+            continue  # a parameter of a component this config did not pick
+        if path[0] == "pooling" and len(path) >= 3 and arm is not None and arm != path[1]:
+            continue
+        value = path_value(config, path)
+        if value is not _ABSENT:
+            parts.append(f"{path_label(path)}={format_value(value)}")
     return ", ".join(parts)
+
+
+_ABSENT = object()
+
+
+def swept_paths(space_repr: dict | None) -> tuple[tuple[str, ...], ...]:
+    """The key paths of a space (as sweep.json's ``space_repr`` writes it: a tune domain is
+    ``{"choice": [...]}`` or ``{"domain": "..."}``, a grid ``{"grid_search": [...]}``) whose value was
+    searched, in the space's order: ``(("pca_dim",), ("text", "name"), ("train", "lr"))``."""
+    out: list[tuple[str, ...]] = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if set(node) in ({"choice"}, {"domain"}, {"grid_search"}):
+                out.append(path)
+                return
+            for k, v in node.items():
+                walk(v, (*path, str(k)))
+
+    walk(space_repr or {}, ())
+    return tuple(p for p in out if p)
+
+
+def path_value(config: dict, path: tuple[str, ...]):
+    """The value at a key path of a trial config (``_ABSENT`` when it has none)."""
+    node = config
+    for k in path:
+        if not isinstance(node, dict) or k not in node:
+            return _ABSENT
+        node = node[k]
+    return node
+
+
+def path_label(path: tuple[str, ...]) -> str:
+    """``text.name`` -> ``text``, ``train.lr`` -> ``train.lr``: a key path as shown in tables."""
+    return ".".join(path[:-1] if len(path) > 1 and path[-1] == "name" else path)
+
+
+def format_value(value) -> str:
+    """A swept value for a table: floats to 3 significant digits, a component dict by its name."""
+    if value is _ABSENT:
+        return ""
+    if isinstance(value, dict):
+        return str(value.get("name", value))
+    if isinstance(value, float) and not float(value).is_integer():
+        return f"{value:.3g}"
+    return str(value)
 
 
 def matched_key(config: dict) -> str:
@@ -199,6 +260,15 @@ class RunView:
     def poolings(self) -> list[str]:
         """The poolings compared: the paired design's, else every pooling arm that finished."""
         return self.compare or sorted({r.arm for r in self.rows})
+
+    @cached_property
+    def swept(self) -> tuple[tuple[str, ...], ...]:
+        """The key paths the space searched (:func:`swept_paths` of sweep.json's ``space_repr``)."""
+        return swept_paths(self.meta.get("space_repr"))
+
+    def config_str(self, config: dict, arm: str | None = None) -> str:
+        """:func:`config_str` with every value this run swept."""
+        return config_str(config, self.swept, arm)
 
     @cached_property
     def seeds(self) -> dict[tuple[str, str], list[Row]]:

@@ -23,8 +23,11 @@ Adapters also report what they set aside and what they suspect:
 
 - ``quarantine``: files that could not be read, as ``{"path", "reason"}`` records (the run goes on
   without them; an adapter's ``strict=True`` raises instead).
-- ``flagged``: tabular columns the leakage guard (or the adapter) flagged, ``{column: reason}``;
-  flagged columns are not in ``tabular`` unless the user asked for them.
+- ``flagged``: tabular (and text) columns the leakage guard (or the adapter) flagged, ``{column: reason}``;
+  flagged columns are not in ``tabular`` / ``text`` unless the user asked for them.
+- ``duplicates``: identical images found under different patients (:mod:`trainables.data.duplicates`),
+  ``{"samples", "patients", "paths"}`` records; ``merged``: whether their patients now share one
+  ``patient_id`` (the split key).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class Cohort:
     description: str = ""
     quarantine: list[dict] = field(default_factory=list)  # [{"path": ..., "reason": ...}]
     flagged: dict[str, str] = field(default_factory=dict)  # tabular column -> why it was flagged
+    duplicates: list[dict] = field(default_factory=list)  # identical images under different patients
+    duplicates_merged: bool = False  # their patients share one patient_id
 
     def __post_init__(self) -> None:
         self.validate()
@@ -143,7 +148,8 @@ class Cohort:
         instances = self.instances[self.instances["sample_id"].isin(samples["sample_id"])].reset_index(drop=True)
         return Cohort(name=self.name, samples=samples, instances=instances, targets=self.targets,
                       modalities=self.modalities, tabular=self.tabular, text=self.text, description=self.description,
-                      quarantine=self.quarantine, flagged=self.flagged)
+                      quarantine=self.quarantine, flagged=self.flagged, duplicates=self.duplicates,
+                      duplicates_merged=self.duplicates_merged)
 
     def fingerprint(self, content: bool = True) -> str:
         """A hash of the cohort's tables and, with ``content``, of every instance file's bytes.

@@ -27,10 +27,13 @@ every quoted value redacted, so never a header value.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +43,10 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 
-__all__ = ["READER_VERSION", "ImageReadError", "Voi", "read_slice", "read_slice_with_voi", "order_series",
-           "window_from_header"]
+__all__ = ["READER_VERSION", "ImageReadError", "Voi", "describe_error", "frame_count", "read_slice", "read_slice_with_voi", "order_series",
+           "quiet_pydicom", "window_from_header"]
+
+log = logging.getLogger(__name__)
 
 # Part of every image embedding cache key: bump it when read_slice returns different pixels for some
 # file, so that embeddings of the old pixels are not reused. 2: colour to grey by BT.601 luma.
@@ -121,8 +126,9 @@ def _read(path: str, frame: int, with_voi: bool) -> tuple[np.ndarray, Voi | None
     kind = _kind(path)
     voi = None
     if kind == "dicom":
-        image, ds = _read_dicom(path, frame)
-        voi = _voi(ds, frame) if with_voi else None
+        with quiet_pydicom():
+            image, ds = _read_dicom(path, frame)
+            voi = _voi(ds, frame) if with_voi else None
     elif kind == "npy":
         image = _read_npy(path, frame)
     else:
@@ -145,9 +151,10 @@ def window_from_header(path: str) -> tuple[float, float] | None:
     """
     if _kind(path) != "dicom":
         return None
-    ds = _read_header(path)
-    center = _first_number(ds.get("WindowCenter"))
-    width = _first_number(ds.get("WindowWidth"))
+    with quiet_pydicom():
+        ds = _read_header(path)
+        center = _first_number(ds.get("WindowCenter"))
+        width = _first_number(ds.get("WindowWidth"))
     if center is None or width is None or width <= 0:
         return None
     return center, width
@@ -178,11 +185,13 @@ def order_series(paths: list[str]) -> list[tuple[str, float]]:
     if other:
         raise ImageReadError(other[0], "series mixes DICOM and non-DICOM files")
 
-    headers = {p: _read_header(p) for p in paths}
-    instance = {p: _first_number(headers[p].get("InstanceNumber")) for p in paths}
-    positions = {p: _vector(headers[p].get("ImagePositionPatient"), 3) for p in paths}
-    normals = {p: _slice_normal(headers[p].get("ImageOrientationPatient")) for p in paths}
+    with quiet_pydicom():  # element values are converted on access: a malformed one warns, quoting it
+        headers = {p: _read_header(p) for p in paths}
+        instance = {p: _first_number(headers[p].get("InstanceNumber")) for p in paths}
+        positions = {p: _vector(headers[p].get("ImagePositionPatient"), 3) for p in paths}
+        normals = {p: _slice_normal(headers[p].get("ImageOrientationPatient")) for p in paths}
     normal = normals[min(paths, key=_natural_key)]
+    _warn_mixed_orientation(normals)
 
     if all(v is not None for v in (*positions.values(), *normals.values())):
         values = {p: float(np.dot(positions[p], normal)) for p in paths}
@@ -198,6 +207,48 @@ def order_series(paths: list[str]) -> list[tuple[str, float]]:
     return [(p, values[p]) for p in sorted(paths, key=key)]
 
 
+def frame_count(path: str) -> int:
+    """How many frames the image at ``path`` holds: DICOM Number of Frames (header only), the pages of a
+    raster file, axis 0 of a 3-D ``.npy``; 1 otherwise. An unreadable file raises ``ImageReadError``."""
+    kind = _kind(path)
+    if kind == "dicom":
+        with quiet_pydicom():
+            n = _first_number(_read_header(path).get("NumberOfFrames"))
+        return max(1, int(n)) if n is not None else 1
+    if kind == "npy":
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise ImageReadError(path, f"not a readable .npy file ({describe_error(exc)})") from None
+        return int(arr.shape[0]) if arr.ndim == 3 else 1
+    try:
+        with Image.open(path) as img:
+            return int(getattr(img, "n_frames", 1))
+    except Exception as exc:
+        raise ImageReadError(path, f"not a readable image ({describe_error(exc)})") from None
+
+
+def _warn_mixed_orientation(normals: dict[str, np.ndarray | None]) -> None:
+    """Log a warning when the slices of one series do not share one orientation (a scout or localizer
+    among them): the count and the odd files' paths, never a header value."""
+    known = {p: n for p, n in normals.items() if n is not None}
+    if len(known) < 2:
+        return
+    groups: list[list[str]] = []  # files grouped by (nearly) parallel normals
+    for p in sorted(known, key=_natural_key):
+        for g in groups:
+            if abs(float(np.dot(known[g[0]], known[p]))) > 0.99:
+                g.append(p)
+                break
+        else:
+            groups.append([p])
+    if len(groups) > 1:
+        groups.sort(key=len, reverse=True)
+        odd = [p for g in groups[1:] for p in g]
+        log.warning("one series mixes %d orientations: %d of %d slices differ from the main one (a scout or "
+                    "localizer among the slices?), e.g. %s", len(groups), len(odd), len(known), odd[0])
+
+
 def _kind(path: str) -> str:
     """Return 'dicom', 'npy' or 'raster' from the content (DICM preamble) or else the suffix."""
     try:
@@ -205,6 +256,8 @@ def _kind(path: str) -> str:
             preamble = f.read(132)
     except OSError as exc:
         raise ImageReadError(path, f"cannot open file ({exc.strerror or type(exc).__name__})")
+    if not preamble:
+        raise ImageReadError(path, "empty file (0 bytes)")
     if preamble[128:132] == b"DICM":
         return "dicom"
     suffix = Path(path).suffix.lower()
@@ -224,7 +277,7 @@ def _read_header(path: str) -> Dataset:
     with open(path, "rb") as f:
         ds = _dcmread(path, f, stop_before_pixels=True)
         if not f.read(1):
-            raise ImageReadError(path, "file ends before any pixel data (truncated or not an image)")
+            raise ImageReadError(path, _why_no_pixels(path, ds))
     return ds
 
 
@@ -232,11 +285,58 @@ def _dcmread(path: str, source, stop_before_pixels: bool = False) -> Dataset:
     """``pydicom.dcmread(source)`` (``path`` or an open file of it) with warnings silenced and every
     failure turned into ``ImageReadError``."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             return pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
     except Exception as exc:  # pydicom raises many types for malformed input
-        raise ImageReadError(path, f"not a readable DICOM file ({_describe(exc)})") from None
+        what = "not a readable DICOM file" if _has_preamble(path) else "not a DICOM file"
+        raise ImageReadError(path, f"{what} ({describe_error(exc)})") from None
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's warnings and its ``pydicom`` logger inside the block: both quote element values
+    (``Invalid value for VR IS: '...'``), which may identify a person. Every header read goes through it."""
+    logger = logging.getLogger("pydicom")
+    drop = _DropAll()
+    logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.removeFilter(drop)
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+_PIXEL_TAG_BYTES = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010) little / big endian
+_IMAGE_KEYWORDS = ("SOPClassUID", "Rows", "Columns", "Modality", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _has_preamble(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _why_no_pixels(path: str, ds: Dataset) -> str:
+    """Why a file read as DICOM has no pixel data: not DICOM at all, pixel data cut short (a truncated
+    file: pydicom stops silently at an element that ends early), or a DICOM object without an image."""
+    if not _has_preamble(path) and not any(k in ds for k in _IMAGE_KEYWORDS):
+        return "not a DICOM file (no DICM preamble and no DICOM image elements)"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        return f"cannot open file ({exc.strerror or type(exc).__name__})"
+    if any(tag in raw for tag in _PIXEL_TAG_BYTES):
+        return "truncated pixel data: the file ends before the pixel data element does"
+    return "a DICOM file without pixel data (not an image object)"
 
 
 def _read_dicom(path: str, frame: int) -> tuple[np.ndarray, Dataset]:
@@ -244,7 +344,8 @@ def _read_dicom(path: str, frame: int) -> tuple[np.ndarray, Dataset]:
     Returns the pixels and the dataset (for ``_voi``)."""
     ds = _dcmread(path, path)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
-        raise ImageReadError(path, "no pixel data")
+        raise ImageReadError(path, _why_no_pixels(path, ds))
+    _rescale_numbers(ds, path)  # a non-numeric slope or intercept: a reason, never the value
     fast = _uncompressed_mono(ds, path)
     if fast is not None:
         _check_frame(path, frame, 1)
@@ -261,11 +362,11 @@ def _read_dicom(path: str, frame: int) -> tuple[np.ndarray, Dataset]:
             elif arr.ndim == 3 and int(ds.get("SamplesPerPixel") or 1) > 1:
                 arr = arr[..., :3] @ _LUMA  # pydicom gives RGB, YBR included
             else:
-                arr = _rescale(arr, ds, frame)
+                arr = _rescale(arr, ds, frame, path)
     except ImageReadError:
         raise
     except Exception as exc:  # decoder, plugin and malformed-element errors alike
-        raise ImageReadError(path, f"cannot decode pixel data ({_describe(exc)})") from None
+        raise ImageReadError(path, f"cannot decode pixel data ({describe_error(exc)})") from None
     arr = np.asarray(arr, dtype=np.float64)
     if photometric == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
@@ -343,20 +444,42 @@ def _uncompressed_mono(ds: Dataset, path: str) -> np.ndarray | None:
         rows, cols = int(ds.Rows), int(ds.Columns)
         raw = np.frombuffer(ds.PixelData, dtype=dtype)
         if raw.size < rows * cols:
-            raise ImageReadError(path, f"pixel data holds {raw.size} values, expected {rows}x{cols}")
+            raise ImageReadError(path, f"truncated pixel data: {raw.size} values, expected {rows}x{cols}")
         arr = raw[: rows * cols].reshape(rows, cols).astype(np.float64)
     except ImageReadError:
         raise
     except Exception:  # odd headers: let the general path decide and report
         return None
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        arr = arr * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
+        slope, intercept = _rescale_numbers(ds, path)
+        arr = arr * slope + intercept
     if photometric == "MONOCHROME1":
         arr = arr.max() + arr.min() - arr
     return arr
 
 
-def _rescale(arr: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
+def _rescale_numbers(ds: Dataset, path: str, item: Dataset | None = None) -> tuple[float, float]:
+    """(Rescale Slope, Rescale Intercept) of ``item`` (default ``ds``) as finite floats (1 and 0 when absent);
+    a value that is not a finite number raises ``ImageReadError`` naming the element, never its value."""
+    item = ds if item is None else item
+    out = []
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        if keyword not in item:
+            out.append(default)
+            continue
+        try:
+            with quiet_pydicom():
+                raw = item[keyword].value
+            number = _first_number(raw) if raw not in (None, "") else default
+        except Exception:  # a value pydicom cannot convert
+            number = None
+        if number is None:
+            raise ImageReadError(path, f"{keyword} is not a number (header value withheld)")
+        out.append(number)
+    return out[0], out[1]
+
+
+def _rescale(arr: np.ndarray, ds: Dataset, frame: int, path: str) -> np.ndarray:
     """Apply the modality LUT: top-level LUT or rescale, else the enhanced functional groups'."""
     if ds.get("ModalityLUTSequence") or "RescaleSlope" in ds:
         return apply_modality_lut(arr, ds)
@@ -365,8 +488,7 @@ def _rescale(arr: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
         items = ds.get(groups) or []
         transform = items[index].get("PixelValueTransformationSequence") if index < len(items) else None
         if transform:
-            slope = float(transform[0].get("RescaleSlope", 1.0))
-            intercept = float(transform[0].get("RescaleIntercept", 0.0))
+            slope, intercept = _rescale_numbers(ds, path, transform[0])
             return arr.astype(np.float64) * slope + intercept
     return arr
 
@@ -376,7 +498,7 @@ def _read_npy(path: str, frame: int) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # truncated, corrupt or pickled content
-        raise ImageReadError(path, f"not a readable .npy file ({_describe(exc)})") from None
+        raise ImageReadError(path, f"not a readable .npy file ({describe_error(exc)})") from None
     if not isinstance(arr, np.ndarray):
         raise ImageReadError(path, "not a single array (an .npz archive?)")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
@@ -403,7 +525,7 @@ def _read_raster(path: str, frame: int) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises OSError, SyntaxError, DecompressionBombError, ...
-        raise ImageReadError(path, f"not a readable image ({_describe(exc)})") from None
+        raise ImageReadError(path, f"not a readable image ({describe_error(exc)})") from None
 
 
 def _check_frame(path: str, frame: int, n_frames: int) -> None:
@@ -456,13 +578,13 @@ def _slice_normal(orientation) -> np.ndarray | None:
     return normal / norm if norm > 1e-6 else None
 
 
-def _describe(exc: Exception) -> str:
+def describe_error(exc: Exception) -> str:
     """One short line naming an exception: its type and the first line of its message, with every
     quoted value redacted (decoders quote the element values they choose; in a corrupt file those
     can be misread bytes of any element), element names excepted."""
-    message = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {_redact(message[0])}" if message else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    message = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {'; '.join(_redact(line) for line in message)}" if message else type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 # A quoted span (a bytes repr's b'' included) up to its closing quote, or to the end of the line when
@@ -471,7 +593,8 @@ _QUOTED = re.compile(r"""(?<!\w)(b?)(['"])((?:\\.|.)*?)(\2(?!\w)|$)""")
 
 
 def _redact(text: str) -> str:
-    """``text`` with the content of each quoted span replaced by '…' unless it names a DICOM element."""
+    """``text`` with the content of each quoted span replaced by '…' unless it names a DICOM element or a
+    transfer syntax ('JPEG Extended', as decoders name it)."""
     def sub(m: re.Match) -> str:
         prefix, quote, content, end = m.groups()
         return m.group(0) if end and content in _element_names() else f"{prefix}{quote}…{quote}"
@@ -484,4 +607,10 @@ def _element_names() -> frozenset[str]:
     """Every DICOM element name and keyword pydicom knows ('Rows', 'Transfer Syntax UID', ...)."""
     from pydicom.datadict import DicomDictionary
 
-    return frozenset(name for entry in DicomDictionary.values() for name in (entry[2], entry[4]) if name)
+    from pydicom.uid import UID_dictionary
+
+    names = {name for entry in DicomDictionary.values() for name in (entry[2], entry[4]) if name}
+    for entry in UID_dictionary.values():  # 'JPEG Extended (Process 2 & 4)' and its short forms
+        names.add(entry[0])
+        names.add(entry[0].split(" (")[0].split(":")[0].strip())
+    return frozenset(names)

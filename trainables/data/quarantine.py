@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,14 +26,15 @@ import pandas as pd
 from PIL import Image
 
 from .cohort import CohortError
-from .images import ImageReadError, order_series, read_slice
+from .images import ImageReadError, order_series, quiet_pydicom, read_slice
 
-__all__ = ["INSTANCE_COLUMNS", "check_instances", "order_or_quarantine", "probe_image", "unreadable"]
+__all__ = ["INSTANCE_COLUMNS", "check_instances", "order_or_quarantine", "pixel_hash", "probe_image", "unreadable"]
 
 log = logging.getLogger(__name__)
 
 INSTANCE_COLUMNS = ["sample_id", "modality", "order", "path", "frame"]
 _VERDICTS: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> reason or None
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> hash of the first frame's decoded pixels
 
 
 def probe_image(path: str) -> str | None:
@@ -49,12 +49,13 @@ def probe_image(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             head = f.read(132)
+            if not head:
+                return "empty file (0 bytes)"
             if head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom"):
                 import pydicom
 
                 f.seek(0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with quiet_pydicom():
                     pydicom.dcmread(f, force=True, stop_before_pixels=True)
                 return None if f.read(1) else "not a DICOM image: the file ends before any pixel data"
         with Image.open(path) as img:
@@ -113,11 +114,30 @@ def _verdict(path: str) -> str | None:
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _VERDICTS:
         try:
-            read_slice(path, 0)
+            _HASHES[key] = _hash(read_slice(path, 0))
             _VERDICTS[key] = None
         except ImageReadError as exc:
             _VERDICTS[key] = exc.reason
     return _VERDICTS[key]
+
+
+def pixel_hash(path: str) -> str | None:
+    """A hash of the decoded pixels (first frame, as :func:`read_slice` returns them, with their shape) of
+    the image at ``path``, or None if it cannot be read: two files holding the same picture (a copy, or
+    the same pixels in another container) hash alike. Remembered like the verdicts of :func:`unreadable`."""
+    if _verdict(path) is not None:
+        return None
+    st = os.stat(path)
+    return _HASHES.get((path, st.st_size, st.st_mtime_ns))
+
+
+def _hash(pixels: np.ndarray) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(pixels.shape).encode())
+    h.update(np.ascontiguousarray(pixels, dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 def order_or_quarantine(files: list[str], quarantine: list[dict], strict: bool) -> list[tuple[str, float]]:

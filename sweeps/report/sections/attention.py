@@ -31,14 +31,17 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     others = [i for c in range(sev) for i in pick((y == c) & (pred == c), 1)][: 4 - len(chosen)]  # one per class first
     others += pick((y != sev) & (pred == y), 4 - len(chosen) - len(others), taken=others)
     others += pick(y != sev, 4 - len(chosen) - len(others), taken=others)
-    panels = [(f"sample {i}: true {view.classes[y[i]]}, predicted {view.classes[pred[i]]} (p={conf[i]:.2f})",
+    ids = view.target_arrays.get("sample_ids")  # runs written before sample ids were saved: row numbers
+    names = [str(ids[i]) if ids is not None and len(ids) == len(y) else str(i) for i in range(len(y))]
+    panels = [(f"sample {names[i]}: true {view.classes[y[i]]}, predicted {view.classes[pred[i]]} (p={conf[i]:.2f})",
                {m: w[i][np.isfinite(w[i])] for m, w in best.attn.items()}) for i in chosen + others]
     name = attention(panels, f"attention weights, {best.arm}, trial {best.trial}", plot_dir)
     L = ["## Attention over slices", ""]
     L.append(f"Out-of-fold attention weights per slice (slices in position order) of the best attention "
              f"configuration (trial {best.trial}, `{best.arm}`), for {len(chosen)} correctly predicted "
              f"`{view.classes[sev]}` sample(s) and {len(others)} of the other classes (the most confidently predicted; "
-             f"dotted: uniform attention, 1/slices). Sample numbers are rows of the cohort's sample table.")
+             f"dotted: uniform attention, 1/slices). "
+             + ("Samples are named by their sample_id." if ids is not None else "Sample numbers are rows of the cohort's sample table."))
     L.append("")
     L.append(f"![attention weights over slices]({name})")
     L.append("")

@@ -1,5 +1,6 @@
 """The "By <dimension>" sections (head, sampling, PCA size, tabular, fusion, text, encoder,
-preprocessing; only those with at least two values in the run): per value and pooling, the best
+preprocessing, then every other value the space swept, nested ones included (``train.lr``), pooling
+parameters apart; only those with at least two values in the run): per value and pooling, the best
 configuration [CI] / median (n trials), and with repeated seeds the best one's mean ± SD over seeds."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fmt import ci, label, mean_sd, number, table
-from ..run import ReportOptions, RunView, config_key, dim_value
+from ..run import ReportOptions, RunView, config_key, dim_value, format_value, path_label, path_value
 
 BY = ("head", "sampling", "pca_dim", "tabular", "fusion", "text", "encoder", "preprocessing")
 
@@ -15,13 +16,19 @@ BY = ("head", "sampling", "pca_dim", "tabular", "fusion", "text", "encoder", "pr
 def section(view: RunView, options: ReportOptions) -> list[str]:
     L = []
     for dim in BY:
-        L += _by(view, dim)
+        L += _by(view, dim, lambda config, dim=dim: str(dim_value(config, dim)))
+    for path in view.swept:  # the other swept values, nested ones included
+        name = path_label(path)
+        node = path_value(view.meta.get("space_repr") or {}, path)
+        if name in BY or path[0] == "pooling" or not (isinstance(node, dict) and ("choice" in node or "grid_search" in node)):
+            continue  # shown above, a pooling arm's parameter, or a continuous range (one value per trial)
+        L += _by(view, name, lambda config, path=path: format_value(path_value(config, path)))
     return L
 
 
-def _by(view: RunView, dim: str) -> list[str]:
+def _by(view: RunView, dim: str, value_of) -> list[str]:
     metric, poolings, seeds = view.metric, view.poolings, view.repeated_seeds
-    vals = sorted({str(dim_value(r.config, dim)) for r in view.rows})
+    vals = sorted({value_of(r.config) for r in view.rows})
     if len(vals) < 2:
         return []
     L = [f"## By {dim}", ""]
@@ -32,7 +39,7 @@ def _by(view: RunView, dim: str) -> list[str]:
     for val in vals:
         cells = [f"`{val}`"]
         for p in poolings:
-            rs = [r for r in view.rows if r.arm == p and str(dim_value(r.config, dim)) == val]
+            rs = [r for r in view.rows if r.arm == p and value_of(r.config) == val]
             if not rs:
                 cells.append("—")
                 continue

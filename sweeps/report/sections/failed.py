@@ -4,7 +4,7 @@ unfinished."""
 from __future__ import annotations
 
 from ..fmt import number, table
-from ..run import ReportOptions, RunView, config_str
+from ..run import ReportOptions, RunView
 
 
 def section(view: RunView, options: ReportOptions) -> list[str]:
@@ -13,7 +13,7 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
         cells = []
         for trial, config, err in view.failed:
             lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-            cells.append([trial, config_str(config), "`" + (lines[-1] if lines else "?").replace("|", "\\|")[:300] + "`"])
+            cells.append([trial, view.config_str(config), "`" + (lines[-1] if lines else "?").replace("|", "\\|")[:300] + "`"])
         L.append(table(["trial", "configuration", "error (last line; full text in the trial's error.txt)"], cells))
     else:
         L.append("None.")

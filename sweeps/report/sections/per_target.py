@@ -4,7 +4,7 @@ target, each on its labelled samples only, with patient-bootstrap CIs; the RSNA 
 from __future__ import annotations
 
 from ..fmt import ci, label, number, table
-from ..run import ReportOptions, RunView, config_str
+from ..run import ReportOptions, RunView
 from ..stats import patient_bootstrap, score
 
 
@@ -18,7 +18,7 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     best = view.best(rows)
     names = [str(x) for x in t["target_names"]]
     L = ["## Per target", "",
-         f"Best trial {best.trial} ({best.arm}; {config_str(best.config)}), by {label(view.metric)}: each target scored "
+         f"Best trial {best.trial} ({best.arm}; {view.config_str(best.config, best.arm)}), by {label(view.metric)}: each target scored "
          "on its labelled samples only (n), out of fold, with 95% patient-bootstrap CIs.", ""]
     extra = {k: val for k, val in best.metrics.items() if k == "rsna_score" or k.startswith("rsna/")}
     if extra:

@@ -15,10 +15,17 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     rows, metric, y, c = view.rows, view.metric, view.y, view.meta["cohort"]
     compare, poolings, plot_dir = view.compare, view.poolings, options.plot_dir
     L = ["## Attention vs average pooling", ""]
+    skipped = view.meta.get("compare_skipped")
+    if skipped:  # the runner found the comparison moot on this cohort and ran one arm
+        L.append(f"Not compared: the space asked for {', '.join(skipped.get('pooling', []))}, but every sample has at most "
+                 f"one image instance per modality, so every pooling returns that one embedding and the arms cannot "
+                 f"differ. Only `{skipped.get('ran')}` was run; the best configurations are below.")
+        L.append("")
+        return L
     if not rows:
         L.append("No finished trials yet.")
         return L
-    if not c["modalities"] or not c.get("instances"):
+    if not c["modalities"] or not c.get("instances") or not any("encoder" in r.config for r in rows):
         L.append("No image modality in this sweep: pooling does not apply. The best configurations are below.")
         return L
     if len(poolings) < 2:

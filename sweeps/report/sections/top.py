@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fmt import LABEL, ci, label, mean_sd, number, table
-from ..run import TRIAL_INDEX, ReportOptions, RunView, config_key, config_str
+from ..run import TRIAL_INDEX, ReportOptions, RunView, config_key
 from ..stats import SHOWN
 
 
@@ -31,7 +31,7 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     cells = []
     for i, r in enumerate(top, 1):
         cis = view.ci_of(r)
-        row = [i, r.trial, r.arm, config_str(r.config)] + [ci(r.metrics[m], cis[m]) for m in SHOWN] + [
+        row = [i, r.trial, r.arm, view.config_str(r.config, r.arm)] + [ci(r.metrics[m], cis[m]) for m in SHOWN] + [
             number(r.metrics.get(f"{metric}_fold_sd", np.nan))]
         if seeds:
             row.append(mean_sd([s.metrics[metric] for s in seeds[(config_key(r.config), r.arm)]]))
