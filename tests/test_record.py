@@ -89,17 +89,16 @@ def test_find_completed_takes_the_newest_complete_record_of_the_same_config(tmp_
 
 
 def test_read_record_gives_what_the_report_reads(tmp_path):
-    """Until the report reads records with read_record: its reader decodes a record the same way."""
-    report = pytest.importorskip("sweeps.report")
-    if not hasattr(report, "read_run"):
-        pytest.skip("the report no longer has read_run")
+    """The report's run view builds one row per arm from the trial's record, as read_record decodes it."""
+    from sweeps.report.run import read_run
+
     run = tmp_path / "run"
     run.mkdir()
     (run / "sweep.json").write_text(json.dumps({"metric": "auc_macro"}))
     np.savez(run / "targets.npz", y=np.zeros(6))
     d, *_ = _record(run / "trial_abc", "checkpoint_000000")
     r = read_record(d)
-    _, _, rows, _, _ = report.read_run(run)
+    _, _, rows, _, _ = read_run(run)
     assert [row.arm for row in rows] == list(r.arms)
     for row in rows:
         assert row.config == r.config and row.metrics == r.arms[row.arm]

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.record import latest_record
+
 from .stats import patient_bootstrap
 
 TRIAL_INDEX = "__trial_index__"  # Tune's Repeater: the repeat (seed offset) of an otherwise identical config
@@ -64,12 +66,12 @@ def read_run(run_dir: Path):
     rows, failed, unfinished = [], [], []
     for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("trial_")):
         trial = d.name.split("_", 1)[1]  # trial_<id>
-        ckpts = sorted(d.glob("checkpoint_*/metrics.json"))
         params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
         if (d / "error.txt").exists():
             failed.append((trial, params, (d / "error.txt").read_text()))
             continue
-        if not ckpts:
+        rec = latest_record(d)  # the trial's own record (trainables/record.py): its newest complete checkpoint
+        if rec is None:
             last = _last_result(d)
             if last.get("done") and "epochs_done" in last:  # stopped by ASHA after a per-epoch report: not a crash
                 meta.setdefault("stopped_early", []).append(
@@ -77,16 +79,9 @@ def read_run(run_dir: Path):
             else:
                 unfinished.append((trial, params))
             continue
-        ck = ckpts[-1].parent
-        config = json.loads((ck / "config.json").read_text())
-        result = json.loads((ck / "metrics.json").read_text())
-        oof = np.load(ck / "oof.npz")
-        arms = sorted({k.split("/")[1] for k in result if k.startswith("arm/")})
-        for arm in arms:
-            m = {k.split("/", 2)[2]: v for k, v in result.items() if k.startswith(f"arm/{arm}/")}
-            attn = {f.split("__", 2)[2]: oof[f] for f in sorted(oof.files) if f.startswith(f"attn__{arm}__")}
-            per_target = {f.split("__t__", 1)[1]: oof[f] for f in sorted(oof.files) if f.startswith(f"{arm}__t__")}
-            rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None, attn, per_target))
+        for arm, m in rec.arms.items():
+            rows.append(Row(trial, arm, rec.config, m, rec.oof.get(arm), rec.attention.get(arm, {}),
+                            rec.per_target.get(arm, {})))
     return meta, targets, rows, failed, unfinished
 
 
