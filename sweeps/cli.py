@@ -181,7 +181,19 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("cohort")
     st.add_argument("--out", required=True)
     st.set_defaults(fn=_standin)
+    for cmd, text in MODULE_COMMANDS:  # commands in their own module: add_arguments(parser), main(args) -> int
+        import importlib
+
+        mod = importlib.import_module(f"{__package__}.{cmd}")
+        c = sub.add_parser(cmd, help=text)
+        mod.add_arguments(c)
+        c.set_defaults(fn=mod.main)
     return p
+
+
+MODULE_COMMANDS = (
+    ("dashboard", "serve optuna-dashboard over a run's Optuna study (loopback by default)"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
