@@ -193,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
 
 MODULE_COMMANDS = (
     ("dashboard", "serve optuna-dashboard over a run's Optuna study (loopback by default)"),
+    ("compare", "the best configurations of several runs side by side, paired differences on shared patients"),
 )
 
 

@@ -35,19 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="let the page change the study (notes, deleting trials or studies); default: read-only")
 
 
-def run_dir_of(run: str) -> Path:
-    """A run folder from a run name (under the runs folder) or a path; FileNotFoundError naming both."""
-    from .runner import runs_root
-
-    p = Path(run)
-    if (p / "sweep.json").exists():
-        return p.resolve()
-    d = runs_root() / run
-    if (d / "sweep.json").exists():
-        return d
-    raise FileNotFoundError(f"no run {run!r}: neither {d} nor {p.resolve()} holds a sweep.json")
-
-
 def journal_storage(run_dir: Path):
     """The run's Optuna JournalStorage; DashboardError when the run has no journal (a run started
     before the searcher kept one, or one whose searcher has not yet written it)."""
@@ -116,10 +103,12 @@ def is_loopback(host: str) -> bool:
 def main(args: argparse.Namespace) -> int:
     import os
 
+    from .runs import find_run
+
     if getattr(args, "storage", None):
         os.environ["SWEEPS_RUNS"] = str(Path(args.storage).resolve())
     try:
-        run_dir = run_dir_of(args.run)
+        run_dir = find_run(args.run)
         server = make_server(run_dir, args.host, args.port, allow_writes=getattr(args, "allow_writes", False))
     except (DashboardError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
