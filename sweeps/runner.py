@@ -360,12 +360,15 @@ def _space_repr(space) -> dict:
     def conv(v):
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
-        from ray.tune.search.sample import Categorical, Domain
+        from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
         if isinstance(v, Categorical):
             return {"choice": list(v.categories)}
-        if isinstance(v, Domain):
-            return {"domain": repr(v)}
+        if isinstance(v, Domain):  # numbers: their bounds and scale too (the report's importance section reads them)
+            sampler = v.get_sampler()
+            log = "LogUniform" in type(getattr(sampler, "sampler", sampler)).__name__
+            return {"domain": repr(v), "type": "int" if isinstance(v, Integer) else "float" if isinstance(v, Float) else None,
+                    "low": getattr(v, "lower", None), "high": getattr(v, "upper", None), "log": log}
         return v
 
     return conv(space)

@@ -36,6 +36,7 @@ from .sections import (
     data,
     ensemble_heads,
     failed,
+    importance,
     missing,
     per_target,
     pooling,
@@ -55,6 +56,7 @@ SECTIONS: tuple[Section, ...] = (
     missing.section,         # simulated missing modalities
     ensemble_heads.section,  # ensemble heads vs their best member
     top.section,             # top configurations (mean ± SD over repeated seeds)
+    importance.section,      # which choices mattered: fANOVA importance, parallel coordinates
     posthoc.section,         # post-hoc ensembles, nested
     attention.section,       # attention weights over slices (with plots)
     reference_comparison.section,  # published numbers beside ours
