@@ -17,14 +17,14 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option))
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option), track=a.track)
     return 0
 
 
 def _resume(a) -> int:
     from .runner import resume
 
-    resume(a.run, address=a.address, dashboard_host=a.dashboard_host, progress=not a.no_progress)
+    resume(a.run, address=a.address, dashboard_host=a.dashboard_host, progress=not a.no_progress, track=a.track)
     return 0
 
 
@@ -142,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
                    help="a cohort adapter option, e.g. uncertainty=ones (overrides the space's cohort_options)")
     r.add_argument("--smoke", action="store_true",
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
+    r.add_argument("--track", action="append", metavar="TOOL[=URI]", help=TRACK_HELP)
     r.set_defaults(fn=_run)
 
     s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")
@@ -150,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--address")
     s.add_argument("--dashboard-host", default="127.0.0.1")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--track", action="append", metavar="TOOL[=URI]", help="as for run (a resumed run keeps its trackers)")
     s.set_defaults(fn=_resume)
 
     rp = sub.add_parser("report", help="(re)write the report of a finished or interrupted run")
@@ -191,6 +193,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+TRACK_HELP = ("log trials to an experiment tracker, repeatable: mlflow[=URI] (default ./mlruns), tensorboard, "
+              "wandb[=PROJECT]")
 MODULE_COMMANDS = (
     ("dashboard", "serve optuna-dashboard over a run's Optuna study (loopback by default)"),
     ("compare", "the best configurations of several runs side by side, paired differences on shared patients"),

@@ -210,7 +210,11 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
-        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None) -> Path:
+        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
+        track: list[str] | None = None) -> Path:
+    from .track import check as check_tracking
+
+    check_tracking(track)  # --track values and their packages, before anything slow
     spec = with_data(load_space(space), data, cohort_options)
     if smoke_test:
         spec = smoke(spec)
@@ -223,7 +227,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
-               "cohort_options": cohort_options or {},
+               "cohort_options": cohort_options or {}, "track": list(track or []),
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
@@ -231,7 +235,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
 
 
 def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "127.0.0.1", progress: bool = True,
-           write_report: bool = True) -> Path:
+           write_report: bool = True, track: list[str] | None = None) -> Path:
     run_dir = runs_root() / run_name
     meta_path = run_dir / "sweep.json"
     if not meta_path.exists():
@@ -244,6 +248,11 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
         spec = smoke(spec)
     if address:
         options["address"] = address
+    if track and list(track) != options.get("track", []):  # Tune restores the callbacks the run started with
+        from .track import TrackError
+
+        raise TrackError(f"run {run_name!r} tracks with {options.get('track') or 'nothing'} (set when it started); "
+                         f"a resumed run keeps its trackers: resume without --track, or rerun it with other ones")
     if not options.get("address"):
         check_gpu_request(options["gpus_per_trial"])
     cohort, fp, handle = prepare(spec, progress=progress)
@@ -318,7 +327,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,
-                                      progress_reporter=_reporter(spec),
+                                      progress_reporter=_reporter(spec), callbacks=_tracking(options, run_dir),
                                       failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
@@ -332,6 +341,12 @@ def _has_domain(space) -> bool:
     if isinstance(space, dict):
         return any(_has_domain(v) for v in space.values())
     return isinstance(space, Domain)
+
+
+def _tracking(options: dict, run_dir: Path) -> list:
+    from .track import callbacks
+
+    return callbacks(options.get("track"), run_dir)
 
 
 def _trial_dirname(trial) -> str:
@@ -353,6 +368,10 @@ def _finish(run_dir: Path, write_report: bool) -> Path:
 
     out = _write(run_dir, reports_root() / run_dir.name)
     print(f"Report: {out}", flush=True)
+    from .track import log_report
+
+    for line in log_report(json.loads((run_dir / "sweep.json").read_text())["options"].get("track"), run_dir, out):
+        print(line, flush=True)
     return out
 
 
