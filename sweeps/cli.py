@@ -17,7 +17,8 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option), track=a.track)
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option), track=a.track,
+        argv=a.argv)
     return 0
 
 
@@ -198,12 +199,14 @@ TRACK_HELP = ("log trials to an experiment tracker, repeatable: mlflow[=URI] (de
 MODULE_COMMANDS = (
     ("dashboard", "serve optuna-dashboard over a run's Optuna study (loopback by default)"),
     ("compare", "the best configurations of several runs side by side, paired differences on shared patients"),
+    ("rerun", "repeat a finished run into a new run and say whether its report came out identical"),
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     a = parser().parse_args(argv)
+    a.argv = ["python", "-m", "sweeps", *(sys.argv[1:] if argv is None else argv)]  # as typed, for the report's recipe
     if getattr(a, "storage", None):
         os.environ["SWEEPS_RUNS"] = str(os.path.abspath(a.storage))
     from trainables.data.cohort import CohortError

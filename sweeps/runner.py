@@ -97,6 +97,27 @@ def with_data(spec: SweepSpec, data: str | None, options: dict | None = None) ->
     return replace(spec, cohort_options=opts)
 
 
+def space_file(space: str) -> Path | None:
+    """The file a space argument names: the ``.py`` path, or the packaged ``search_spaces/NAME.py``."""
+    if space.endswith(".py"):
+        return Path(space).resolve()
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(f"search_spaces.{space}")
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found and found.origin else None
+
+
+def space_sha256(space: str) -> str | None:
+    """SHA-256 of the space file's bytes (None when it cannot be found)."""
+    import hashlib
+
+    f = space_file(space)
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f and f.exists() else None
+
+
 def load_cohort(spec: SweepSpec):
     from trainables.data import COHORTS
     from trainables.registry import build
@@ -211,7 +232,8 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
         smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
-        track: list[str] | None = None) -> Path:
+        track: list[str] | None = None, argv: list[str] | None = None) -> Path:
+    """``argv``: the command as typed (recorded in sweep.json for the report's reproduction recipe)."""
     from .track import check as check_tracking
 
     check_tracking(track)  # --track values and their packages, before anything slow
@@ -228,7 +250,8 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {}, "track": list(track or []),
-               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
+               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
+               "argv": list(argv) if argv else None, "space_sha256": space_sha256(space)}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
     return _finish(run_dir, write_report)
@@ -259,6 +282,10 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
                            "start a new run instead")
+    meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))  # the report's recipe says so
+    tmp = meta_path.with_name(".sweep.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, meta_path)
     start_ray(options.get("address"), dashboard_host, None)
     _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
     return _finish(run_dir, write_report)
@@ -290,7 +317,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                                    restart_errored=False)
     else:
         run_dir.mkdir(parents=True)
-        meta = {"space": spec.name, "options": options, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
+        meta = {"space": spec.name, "options": options, "concurrency": concurrency, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],

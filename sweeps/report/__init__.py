@@ -41,6 +41,7 @@ from .sections import (
     per_target,
     pooling,
     posthoc,
+    recipe,
     reference_comparison,
     top,
 )
@@ -61,6 +62,7 @@ SECTIONS: tuple[Section, ...] = (
     attention.section,       # attention weights over slices (with plots)
     reference_comparison.section,  # published numbers beside ours
     failed.section,          # failed, stopped early, unfinished trials
+    recipe.section,          # reproduce this run: command, space hash, fingerprint, seed, versions, resumes, rerun verdict
 )
 
 __all__ = ["SECTIONS", "ReferenceError", "ReportOptions", "Row", "RunView", "build_report", "load", "paired_bootstrap",

@@ -87,6 +87,8 @@ def read_run(run_dir: Path):
             attn = {f.split("__", 2)[2]: oof[f] for f in sorted(oof.files) if f.startswith(f"attn__{arm}__")}
             per_target = {f.split("__t__", 1)[1]: oof[f] for f in sorted(oof.files) if f.startswith(f"{arm}__t__")}
             rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None, attn, per_target))
+    # by content, not by Tune's random trial ids: the same trials give the same order (and ties fall the same way)
+    rows.sort(key=lambda r: (config_key(r.config), int(r.config.get(TRIAL_INDEX, 0)), r.arm, r.trial))
     return meta, targets, rows, failed, unfinished
 
 

@@ -30,7 +30,7 @@ TITLE = "## Which choices mattered"
 def section(view: RunView, options: ReportOptions) -> list[str]:
     L = [TITLE, ""]
     dims = searched(view.meta.get("space_repr"))
-    evals = [r for r in view.rows if np.isfinite(r.metrics.get(view.metric, np.nan))]
+    evals = [r for r in view.rows if np.isfinite(r.metrics.get(view.metric, np.nan))]  # rows: in content order
     if not dims:
         return L + ["Skipped: the run searched no dimension (a fixed configuration, or a space not recorded).", ""]
     if len(evals) < MIN_TRIALS:
