@@ -133,7 +133,7 @@ def test_importance_ranks_the_dimension_that_decides_the_score_first_and_plots_e
 
 def test_importance_is_skipped_with_a_reason_for_few_trials_or_nothing_searched(tmp_path):
     few = section_text(build_report(_importance_run(tmp_path, 3, SPACE, "few")), "Which choices mattered")
-    assert "Skipped: 3 finished evaluation(s); importance needs at least 4." in few
+    assert "Skipped: 3 finished trial(s); importance needs at least 4." in few
     fixed = section_text(build_report(_importance_run(tmp_path, 6, {"head": "svc"}, "fixed")), "Which choices mattered")
     assert "Skipped: the run searched no dimension" in fixed
     unrecorded = section_text(build_report(_importance_run(tmp_path, 6, None, "old")), "Which choices mattered")

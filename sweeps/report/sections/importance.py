@@ -10,7 +10,7 @@ an in-memory Optuna study (``optuna.trial.create_trial``) and fANOVA (a seeded r
 objective's variance between the dimensions; the figures are shares summing to 1, of the variance
 explained over the tried region, not effect sizes or p-values, and with few trials they are rough.
 
-Skipped with a one-line reason when fewer than MIN_TRIALS evaluations finished or nothing was searched.
+Skipped with a one-line reason when fewer than MIN_TRIALS trials finished or nothing was searched.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     evals = [r for r in view.rows if np.isfinite(r.metrics.get(view.metric, np.nan))]  # rows: in content order
     if not dims:
         return L + ["Skipped: the run searched no dimension (a fixed configuration, or a space not recorded).", ""]
-    if len(evals) < MIN_TRIALS:
-        return L + [f"Skipped: {len(evals)} finished evaluation(s); importance needs at least {MIN_TRIALS}.", ""]
+    n_trials = len({r.trial for r in evals})
+    if n_trials < MIN_TRIALS:
+        return L + [f"Skipped: {n_trials} finished trial(s); importance needs at least {MIN_TRIALS}.", ""]
     params, dists, values = points(view, dims, evals)
     if not dists:
         return L + ["Skipped: every searched dimension took a single value in the finished trials.", ""]
