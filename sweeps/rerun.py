@@ -105,10 +105,11 @@ def plan(orig_dir: Path) -> dict:
         raise RerunError(f"the search space file {space_file(space) or space} changed since run {orig_dir.name!r} "
                          f"(SHA-256 {recorded} then, {now or 'file missing'} now): the rerun would not be the same "
                          f"experiment; restore the file (or start a new run)")
-    return dict(space=space, num_samples=o.get("num_samples"), concurrency=meta.get("concurrency") or o.get("concurrency"),
-                cpus_per_trial=o.get("cpus_per_trial", 1), gpus_per_trial=o.get("gpus_per_trial", 0),
-                address=o.get("address"), smoke_test=bool(o.get("smoke")), data=o.get("data"),
-                cohort_options=o.get("cohort_options") or {})
+    return {"space": space, "num_samples": o.get("num_samples"),
+            "concurrency": meta.get("concurrency") or o.get("concurrency"),
+            "cpus_per_trial": o.get("cpus_per_trial", 1), "gpus_per_trial": o.get("gpus_per_trial", 0),
+            "address": o.get("address"), "smoke_test": bool(o.get("smoke")), "data": o.get("data"),
+            "cohort_options": o.get("cohort_options") or {}}
 
 
 def free_name(orig: Path) -> str:

@@ -124,12 +124,12 @@ def test_a_run_without_a_journal_gets_a_clear_message(tmp_path):
     run.mkdir()
     (run / "sweep.json").write_text("{}")
     proc = start([str(run), "--port", "0"])
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "has no Optuna study on disk" in err and "optuna.journal" in err and "Traceback" not in err
 
 
 def test_an_unknown_run_is_named(tmp_path):
     proc = start(["no-such-run", "--port", "0"], {"SWEEPS_RUNS": str(tmp_path)})
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "no run 'no-such-run'" in err

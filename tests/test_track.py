@@ -5,7 +5,6 @@ anything slow."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -73,14 +72,17 @@ def test_smoke_sweep_leaves_one_mlflow_run_per_trial_with_its_metrics_and_the_re
     assert len(sweep) == 1 and len(runs) == 1 + len(trials)
     trial_dirs = sorted(d for d in run_dir.iterdir() if d.name.startswith("trial_"))
     assert len(trials) == len(trial_dirs) == 2  # one MLflow run per Tune trial
+    from sweeps.report import load
+
+    rows = load(run_dir).rows  # what the trials recorded, as the report reads it
     for r in trials:
         assert r.data.tags["mlflow.parentRunId"] == sweep[0].info.run_id and r.info.status == "FINISHED"
-        d = next(d for d in trial_dirs if r.data.tags["trial_name"].endswith(d.name.split("_", 1)[1]))  # ends with the id
-        recorded = json.loads(next(d.glob("checkpoint_*/metrics.json")).read_text())
-        for key in ("arm/mean/f1_macro", "arm/attention/f1_macro", "arm/mean/auc_macro"):
-            assert r.data.metrics[key] == pytest.approx(recorded[key]), key  # the trial's final metrics
-        config = json.loads(next(d.glob("checkpoint_*/config.json")).read_text())
-        assert r.data.params["head"] == config["head"] and r.data.params["sampling"] == config["sampling"]
+        mine = [row for row in rows if r.data.tags["trial_name"].endswith(row.trial)]  # Tune's name ends with the id
+        assert {row.arm for row in mine} == {"mean", "attention"}
+        for row in mine:
+            for m in ("f1_macro", "auc_macro", "accuracy"):  # the trial's final metrics, per pooling arm
+                assert r.data.metrics[f"arm/{row.arm}/{m}"] == pytest.approx(row.metrics[m]), (row.arm, m)
+        assert r.data.params["head"] == mine[0].config["head"] and r.data.params["sampling"] == mine[0].config["sampling"]
     assert sweep[0].info.status == "FINISHED"
     arts = {a.path for a in client.list_artifacts(sweep[0].info.run_id, "report")}
     assert "report/report.md" in arts and {f"report/{p.name}" for p in report.parent.glob("*.png")} <= arts
