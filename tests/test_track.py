@@ -91,3 +91,8 @@ def test_smoke_sweep_leaves_one_mlflow_run_per_trial_with_its_metrics_and_the_re
     assert list((run_dir / "report_tb").glob("events.out.tfevents*"))
     assert json.loads((run_dir / "sweep.json").read_text())["options"]["track"] == [f"mlflow=file:{store}", "tensorboard"]
     assert json.loads((run_dir / "tracking.json").read_text())["mlflow"]["run_id"] == sweep[0].info.run_id
+    # resume (nothing left to run): Tune restores the callbacks, the same sweep run gets the report again
+    runner.resume("tracked", progress=False)
+    runs = client.search_runs([exp.experiment_id])
+    assert sum(r.data.tags.get("sweeps.role") == "sweep" for r in runs) == 1 and len(runs) == 3
+    assert "- Resumed: yes, 1 time(s)" in report.read_text()
