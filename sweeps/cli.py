@@ -29,14 +29,15 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option))
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option), track=a.track,
+        argv=a.argv)
     return 0
 
 
 def _resume(a) -> int:
     from .runner import resume
 
-    resume(a.run, address=a.address, dashboard_host=a.dashboard_host, progress=not a.no_progress)
+    resume(a.run, address=a.address, dashboard_host=a.dashboard_host, progress=not a.no_progress, track=a.track)
     return 0
 
 
@@ -205,10 +206,12 @@ def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name (default: SPACE-TIMESTAMP)")
     p.add_argument("--smoke", action="store_true",
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
+    p.add_argument("--track", action="append", metavar="TOOL[=URI]", help=TRACK_HELP)
 
 
 def _args_resume(p: argparse.ArgumentParser) -> None:
     p.add_argument("run")
+    p.add_argument("--track", action="append", metavar="TOOL[=URI]", help="as for run (a resumed run keeps its trackers)")
 
 
 def _args_report(p: argparse.ArgumentParser) -> None:
@@ -288,7 +291,23 @@ def parser() -> argparse.ArgumentParser:
     from .weights import add_parser as add_weights
 
     add_weights(subs[()])
+    import importlib
+
+    for cmd, text in MODULE_COMMANDS:  # commands in their own module: add_arguments(parser), main(args) -> int
+        mod = importlib.import_module(f"{__package__}.{cmd}")
+        c = subs[()].add_parser(cmd, help=text)
+        mod.add_arguments(c)
+        c.set_defaults(fn=mod.main)
     return p
+
+
+TRACK_HELP = ("log trials to an experiment tracker, repeatable: mlflow[=URI] (default ./mlruns), tensorboard, "
+              "wandb[=PROJECT]")
+MODULE_COMMANDS = (
+    ("dashboard", "serve optuna-dashboard over a run's Optuna study (loopback by default)"),
+    ("compare", "the best configurations of several runs side by side, paired differences on shared patients"),
+    ("rerun", "repeat a finished run into a new run and say whether its report came out identical"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     for key, value in RUN_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    a.argv = ["python", "-m", "sweeps", *(sys.argv[1:] if argv is None else argv)]  # as typed, for the report's recipe
     if getattr(a, "storage", None):
         os.environ["SWEEPS_RUNS"] = str(os.path.abspath(a.storage))
     from trainables.data.cohort import CohortError

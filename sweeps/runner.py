@@ -100,6 +100,27 @@ def with_data(spec: SweepSpec, data: str | None, options: dict | None = None) ->
     return replace(spec, cohort_options=opts)
 
 
+def space_file(space: str) -> Path | None:
+    """The file a space argument names: the ``.py`` path, or the packaged ``search_spaces/NAME.py``."""
+    if space.endswith(".py"):
+        return Path(space).resolve()
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(f"search_spaces.{space}")
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found and found.origin else None
+
+
+def space_sha256(space: str) -> str | None:
+    """SHA-256 of the space file's bytes (None when it cannot be found)."""
+    import hashlib
+
+    f = space_file(space)
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f and f.exists() else None
+
+
 def load_cohort(spec: SweepSpec):
     from trainables.data import COHORTS
     from trainables.registry import build
@@ -242,7 +263,12 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
-        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None) -> Path:
+        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
+        track: list[str] | None = None, argv: list[str] | None = None) -> Path:
+    """``argv``: the command as typed (recorded in sweep.json for the report's reproduction recipe)."""
+    from .track import check as check_tracking
+
+    check_tracking(track)  # --track values and their packages, before anything slow
     spec = with_data(load_space(space), data, cohort_options)
     if smoke_test:
         spec = smoke(spec)
@@ -255,15 +281,16 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
-               "cohort_options": cohort_options or {},
-               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
+               "cohort_options": cohort_options or {}, "track": list(track or []),
+               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
+               "argv": list(argv) if argv else None, "space_sha256": space_sha256(space)}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
     return _finish(run_dir, write_report)
 
 
 def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "127.0.0.1", progress: bool = True,
-           write_report: bool = True) -> Path:
+           write_report: bool = True, track: list[str] | None = None) -> Path:
     run_dir = runs_root() / run_name
     meta_path = run_dir / "sweep.json"
     if not meta_path.exists():
@@ -276,12 +303,21 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
         spec = smoke(spec)
     if address:
         options["address"] = address
+    if track and list(track) != options.get("track", []):  # Tune restores the callbacks the run started with
+        from .track import TrackError
+
+        raise TrackError(f"run {run_name!r} tracks with {options.get('track') or 'nothing'} (set when it started); "
+                         f"a resumed run keeps its trackers: resume without --track, or rerun it with other ones")
     if not options.get("address"):
         check_gpu_request(options["gpus_per_trial"])
     cohort, fp, handle = prepare(spec, progress=progress)
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
                            "start a new run instead")
+    meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))  # the report's recipe says so
+    tmp = meta_path.with_name(".sweep.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, meta_path)
     start_ray(options.get("address"), dashboard_host, None)
     _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
     return _finish(run_dir, write_report)
@@ -323,7 +359,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         run_dir.mkdir(parents=True)
         skipped = None if handle.arms == spec.compare else {**spec.compare, "ran": next(iter(handle.arms.values()))[0],
                                                            "why": "at most one image instance per sample and modality"}
-        meta = {"space": spec.name, "options": options, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
+        meta = {"space": spec.name, "options": options, "concurrency": concurrency, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds,
                 "compare": spec.compare if skipped is None else {}, "compare_skipped": skipped,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -368,7 +404,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,
-                                      progress_reporter=_reporter(spec),
+                                      progress_reporter=_reporter(spec), callbacks=_tracking(options, run_dir),
                                       failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
@@ -382,6 +418,12 @@ def _has_domain(space) -> bool:
     if isinstance(space, dict):
         return any(_has_domain(v) for v in space.values())
     return isinstance(space, Domain)
+
+
+def _tracking(options: dict, run_dir: Path) -> list:
+    from .track import callbacks
+
+    return callbacks(options.get("track"), run_dir)
 
 
 def _trial_dirname(trial) -> str:
@@ -408,6 +450,10 @@ def _finish(run_dir: Path, write_report: bool) -> Path:
 
     out = _write(run_dir, reports_root() / run_dir.name)
     print(f"Report: {out}", flush=True)
+    from .track import log_report
+
+    for line in log_report(json.loads((run_dir / "sweep.json").read_text())["options"].get("track"), run_dir, out):
+        print(line, flush=True)
     return out
 
 
@@ -415,12 +461,15 @@ def _space_repr(space) -> dict:
     def conv(v):
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
-        from ray.tune.search.sample import Categorical, Domain
+        from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
         if isinstance(v, Categorical):
             return {"choice": list(v.categories)}
-        if isinstance(v, Domain):
-            return {"domain": repr(v)}
+        if isinstance(v, Domain):  # numbers: their bounds and scale too (the report's importance section reads them)
+            sampler = v.get_sampler()
+            log = "LogUniform" in type(getattr(sampler, "sampler", sampler)).__name__
+            return {"domain": repr(v), "type": "int" if isinstance(v, Integer) else "float" if isinstance(v, Float) else None,
+                    "low": getattr(v, "lower", None), "high": getattr(v, "upper", None), "log": log}
         return v
 
     return conv(space)

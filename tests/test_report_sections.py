@@ -86,3 +86,67 @@ def test_every_section_module_is_in_the_ordered_list_with_the_one_signature():
             if isinstance(node, ast.ImportFrom) and node.level:
                 assert node.level == 2 and node.module in ("fmt", "plots", "reference", "run", "stats"), \
                     f"sections/{name}.py imports {'.' * node.level}{node.module or ''}: only the report's leaves"
+
+
+# -- which choices mattered: fANOVA over the finished trials, parallel coordinates ---------------------
+def _importance_run(tmp_path, n: int, space_repr: dict | None, name="imp"):
+    """``n`` trials: the head decides the score (svc strong, logreg weak), pca_dim and the nested
+    hidden_dim are noise."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    groups = np.array([f"p{i}" for i in range(90)])
+    trials = []
+    for i in range(n):
+        head = ("svc", "logreg")[i % 2]
+        cfg = config(head, pca_dim=int(rng.choice([16, 32])), pooling={"attention": {"hidden_dim": int(rng.choice([32, 64]))}})
+        signal = 3.0 if head == "svc" else 0.3
+        trials.append({"id": f"t{i:02d}", "config": cfg, "proba": {"mean": noisy_proba(y, signal, i)}})
+    extra = {"space_repr": space_repr} if space_repr is not None else {}
+    return make_run(tmp_path, y, groups, trials, compare=None, name=name, **extra)
+
+
+SPACE = {"encoder": "resnet18", "head": {"choice": ["logreg", "svc"]}, "pca_dim": {"choice": [16, 32]},
+         "pooling": {"attention": {"hidden_dim": {"choice": [32, 64]}}}}
+
+
+def test_importance_ranks_the_dimension_that_decides_the_score_first_and_plots_every_trial(tmp_path):
+    from sweeps.report.sections import importance
+
+    run = _importance_run(tmp_path, 10, SPACE)
+    text = build_report(run, plot_dir=tmp_path)
+    body = section_text(text, "Which choices mattered")
+    rows = [ln for ln in body.splitlines() if ln.startswith("| `")]
+    assert rows[0].startswith("| `head` |"), body  # ranked: the dimension that decides the score first
+    shares = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in rows}
+    assert shares["`head`"] > 0.6 and abs(sum(shares.values()) - 1) < 0.01
+    assert "`pooling.attention.hidden_dim`" in shares  # nested dimensions by their dotted path
+    assert "`svc` (5), `logreg` (5)" in body or "`logreg` (5), `svc` (5)" in body
+    assert "(importance.png)" in body and (tmp_path / "importance.png").stat().st_size > 1000
+    assert "importance.png" not in build_report(run, plot_dir=None)
+    # the same run, the same figures and the same plot bytes
+    again = tmp_path / "again"
+    again.mkdir()
+    build_report(run, plot_dir=again)
+    assert (again / "importance.png").read_bytes() == (tmp_path / "importance.png").read_bytes()
+    assert importance.MIN_TRIALS == 4
+
+
+def test_importance_is_skipped_with_a_reason_for_few_trials_or_nothing_searched(tmp_path):
+    few = section_text(build_report(_importance_run(tmp_path, 3, SPACE, "few")), "Which choices mattered")
+    assert "Skipped: 3 finished trial(s); importance needs at least 4." in few
+    fixed = section_text(build_report(_importance_run(tmp_path, 6, {"head": "svc"}, "fixed")), "Which choices mattered")
+    assert "Skipped: the run searched no dimension" in fixed
+    unrecorded = section_text(build_report(_importance_run(tmp_path, 6, None, "old")), "Which choices mattered")
+    assert "Skipped: the run searched no dimension" in unrecorded
+
+
+def test_numbers_get_their_recorded_bounds_and_scale(tmp_path):
+    from sweeps.report.run import load
+    from sweeps.report.sections.importance import points, searched
+
+    run = _importance_run(tmp_path, 6, {"head": {"choice": ["logreg", "svc"]},
+                                        "pca_dim": {"domain": "Integer", "type": "int", "low": 8, "high": 64, "log": True}})
+    view = load(run)
+    params, dists, values = points(view, searched(view.meta["space_repr"]), view.rows)
+    assert (dists["pca_dim"].low, dists["pca_dim"].high, dists["pca_dim"].log) == (8, 64, True)
+    assert len(params) == len(values) == 6 and set(dists) == {"head", "pca_dim"}

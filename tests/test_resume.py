@@ -48,3 +48,5 @@ def test_kill_9_then_resume_finishes_without_rerunning_finished_trials(tmp_path)
     for trial, mtime in before.items():
         assert after.get(trial) == mtime, f"finished trial {trial} was rerun"
     assert (tmp_path / "reports" / "killed" / "report.md").exists()
+    report = (tmp_path / "reports" / "killed" / "report.md").read_text()
+    assert "- Resumed: yes, 1 time(s)" in report  # the reproduction recipe says the run was resumed

@@ -38,10 +38,12 @@ from .sections import (
     encoders,
     ensemble_heads,
     failed,
+    importance,
     missing,
     per_target,
     pooling,
     posthoc,
+    recipe,
     reference_comparison,
     top,
 )
@@ -58,10 +60,12 @@ SECTIONS: tuple[Section, ...] = (
     missing.section,         # simulated missing modalities
     ensemble_heads.section,  # ensemble heads vs their best member
     top.section,             # top configurations (mean ± SD over repeated seeds)
+    importance.section,      # which choices mattered: fANOVA importance, parallel coordinates
     posthoc.section,         # post-hoc ensembles, nested
     attention.section,       # attention weights over slices (with plots)
     reference_comparison.section,  # published numbers beside ours
     failed.section,          # failed, stopped early, unfinished trials
+    recipe.section,          # reproduce this run: command, space hash, fingerprint, seed, versions, resumes, rerun verdict
 )
 
 __all__ = ["SECTIONS", "ReferenceError", "ReportOptions", "Row", "RunView", "build_report", "load", "paired_bootstrap",

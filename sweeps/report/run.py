@@ -82,6 +82,8 @@ def read_run(run_dir: Path):
         for arm, m in rec.arms.items():
             rows.append(Row(trial, arm, rec.config, m, rec.oof.get(arm), rec.attention.get(arm, {}),
                             rec.per_target.get(arm, {})))
+    # by content, not by Tune's random trial ids: the same trials give the same order (and ties fall the same way)
+    rows.sort(key=lambda r: (config_key(r.config), int(r.config.get(TRIAL_INDEX, 0)), r.arm, r.trial))
     return meta, targets, rows, failed, unfinished
 
 

@@ -124,8 +124,10 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     L.append("")
     counts = Counter(name for top in res.selected for name in top)
     firsts = Counter(top[0] for top in res.selected)
+    order = {name: i for i, name in enumerate(candidates)}  # the rows' order: by configuration, not by trial id
     L.append(f"Members chosen (in how many of the {n_folds} outer folds; ranked first): " + ", ".join(
-        f"{name} ({counts[name]}; {firsts[name]})" for name in sorted(counts, key=lambda n: (-counts[n], n))) + ".")
+        f"{name} ({counts[name]}; {firsts[name]})" for name in sorted(counts, key=lambda n: (-counts[n], -firsts[n], order[n])))
+        + ".")
     L.append("")
     L.append("Caveat: nesting keeps each scored fold out of choosing the members and fitting the meta-learner, but the "
              "base trials' hyperparameters were themselves chosen by a search whose objective saw every sample's "
