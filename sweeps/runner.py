@@ -341,6 +341,10 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     from trainables.trainable import sweep_trial
 
     handle.run_dir = str(run_dir)
+    if spec.trainable != "finetune" and handle.entries:  # trials read the embeddings from the object store
+        from trainables.trainable import share_bags
+
+        share_bags(handle)
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     check_gpu_request(options["gpus_per_trial"], cluster_gpus)
     cpus = float(ray.cluster_resources().get("CPU", 1))

@@ -4,6 +4,7 @@ trainables (frozen :mod:`trainables.trainable` and fine-tuning :mod:`trainables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,3 +32,4 @@ class DataHandle:
     Y: np.ndarray | None = None  # (n, T) class index per target, -1 masked: a multi-target sweep
     targets: list[tuple[str, tuple[str, ...]]] | None = None
     instances: pd.DataFrame | None = None  # finetune sweeps: image rows (sample_id, modality, order, path, frame)
+    shared: dict[str, Any] | None = None  # "encoder|preprocessing" -> Ray ObjectRef of its bags (trainable.share_bags)

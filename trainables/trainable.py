@@ -37,6 +37,26 @@ def _handle_key(handle: DataHandle) -> str:
     return h.hexdigest()
 
 
+def _bags_from_cache(handle: DataHandle, path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    entry = cache.lookup(Path(path).parent, Path(path).name)
+    if entry is None:
+        raise FileNotFoundError(f"embedding cache entry {path} is gone; rerun the sweep to rebuild it")
+    return build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
+
+
+def share_bags(handle: DataHandle) -> None:
+    """Driver side, once per sweep: put each cache entry's bags (per modality ``(n, N_max, D)`` float32
+    and a ``(n, N_max)`` mask, in ``handle.sample_ids`` order) into Ray's object store.
+
+    Trials then read them with ``ray.get``: numpy arrays come back zero-copy from the node's shared
+    memory (one copy per node, however many trials run there, and read-only, so no trial can change
+    another's data), and a trial on any node of a cluster gets them without the driver's filesystem.
+    """
+    import ray
+
+    handle.shared = {k: ray.put(_bags_from_cache(handle, path)) for k, path in handle.entries.items()}
+
+
 def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> TrialData:
     hk = _handle_key(handle)
     if encoder is None or not handle.modalities:  # a cohort (or trial) without images: tabular and text only
@@ -52,10 +72,12 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
     path = handle.entries[k]
     key = f"{path}|{hk}"
     if key not in _MEMO:
-        entry = cache.lookup(Path(path).parent, Path(path).name)
-        if entry is None:
-            raise FileNotFoundError(f"embedding cache entry {path} is gone; rerun the sweep to rebuild it")
-        bags = build_bags(entry.embeddings, entry.index, handle.sample_ids, handle.modalities)
+        if handle.shared and k in handle.shared:  # from Ray's object store: zero-copy, read-only, any node
+            import ray
+
+            bags = ray.get(handle.shared[k])
+        else:
+            bags = _bags_from_cache(handle, path)
         _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat
         _MEMO[key] = TrialData(handle.y, handle.groups, handle.class_names, handle.modalities, bags, handle.tabular,
                                 handle.texts, Y=handle.Y, targets=handle.targets)
