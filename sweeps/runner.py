@@ -13,6 +13,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Callable
 
 from trainables.atomic import write_bytes, write_text
 from trainables.paths import sweeps_home
@@ -128,7 +129,7 @@ def load_cohort(spec: SweepSpec):
     return build(COHORTS, {"name": spec.cohort, spec.cohort: spec.cohort_options}, "cohort")
 
 
-def prepare(spec: SweepSpec, *, progress: bool = True):
+def prepare(spec: SweepSpec, *, progress: bool = True, start: Callable[[], object] | None = None):
     """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
     import numpy as np
 
@@ -158,9 +159,12 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
 
             raise SpecError(f"space {spec.name!r}: trainable='finetune' predicts one target, not {len(names)}")
         entries = {enc: resolve_weights(enc, weights_for(spec.weights, enc)) or "" for enc, _ in spec.embeddings()}
+    if start is not None and spec.embeddings() and not finetune:
+        start()  # Ray up before the embedding stage, which runs on Ray Data where that pays (trainables.embed_ray)
+    engine = os.environ.get("SWEEPS_EMBED_ENGINE", "auto")  # auto | ray | local
     for enc, pre in [] if finetune else spec.embeddings():  # the whole cohort: one cache entry serves every target
         weights = resolve_weights(enc, weights_for(spec.weights, enc))
-        entry = embed_cohort(cohort, enc, pre, weights=weights, fingerprint=fp, progress=progress)
+        entry = embed_cohort(cohort, enc, pre, weights=weights, fingerprint=fp, progress=progress, engine=engine)
         entries[f"{enc}|{pre}"] = str(entry.path)
         known = {q["path"] for q in cohort.quarantine}  # slices the embed stage could not read join the record
         cohort.quarantine += [{"path": q["path"], "reason": q["reason"]} for q in getattr(entry, "quarantine", [])
@@ -198,6 +202,10 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
     if moot:  # one instance per sample: every pooling returns that instance; run one arm, the report says why
         log.info("%s", moot["why"])
         handle.arms = {"pooling": [moot["ran"]]}
+    if start is not None and entries and not finetune:  # trials read the embeddings from Ray's object store
+        from trainables.trainable import share_bags
+
+        share_bags(handle)
     return cohort, fp, handle
 
 
@@ -278,7 +286,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     run_dir = runs_root() / run_name
     if run_dir.exists():
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
-    cohort, fp, handle = prepare(spec, progress=progress)
+    cohort, fp, handle = prepare(spec, progress=progress, start=lambda: start_ray(address, dashboard_host, None))
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {}, "track": list(track or []),
@@ -310,7 +318,8 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
                          f"a resumed run keeps its trackers: resume without --track, or rerun it with other ones")
     if not options.get("address"):
         check_gpu_request(options["gpus_per_trial"])
-    cohort, fp, handle = prepare(spec, progress=progress)
+    cohort, fp, handle = prepare(spec, progress=progress,
+                                 start=lambda: start_ray(options.get("address"), dashboard_host, None))
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
                            "start a new run instead")
@@ -341,10 +350,6 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     from trainables.trainable import sweep_trial
 
     handle.run_dir = str(run_dir)
-    if spec.trainable != "finetune" and handle.entries:  # trials read the embeddings from the object store
-        from trainables.trainable import share_bags
-
-        share_bags(handle)
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     check_gpu_request(options["gpus_per_trial"], cluster_gpus)
     cpus = float(ray.cluster_resources().get("CPU", 1))

@@ -47,8 +47,14 @@ def cache_key(fingerprint: str, encoder: str, preprocessing: str, weights: str |
 def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_norm", *, weights: str | None = None,
                  input_size: int | None = None, cache_root: Path | None = None, fingerprint: str | None = None,
                  batch_size: int = 128, device: str | None = None, progress: bool = True,
-                 strict: bool = False) -> cache.Entry:
+                 strict: bool = False, engine: str = "auto") -> cache.Entry:
     """Embeddings of every readable instance of ``cohort``, from the cache or computed and cached now.
+
+    ``engine``: ``"ray"`` runs the stage on Ray Data (:mod:`trainables.embed_ray`: parallel reading and
+    decoding, the encoder in an actor pool), ``"local"`` in this process (one reader thread beside the
+    model), ``"auto"`` (default) the Ray path where it pays (a GPU, several nodes, many CPUs; see
+    :func:`trainables.embed_ray.worth_it`). Both give the same embeddings; the log says which ran, and
+    the entry's meta records it.
 
     Unreadable slices are quarantined (see the module docstring); with ``strict`` the first one raises
     ``ImageReadError``, also when a cached entry holds quarantined slices. A cohort none of whose
@@ -67,8 +73,18 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     cache.sweep_stale(root)
     inst = cohort.instances
     bad: dict[int, str] = {}
-    emb = run_encoder(inst, encoder, preprocessing, weights=weights, input_size=size, batch_size=batch_size,
-                      device=device, progress=progress, quarantine=None if strict else bad)
+    if engine not in ("auto", "ray", "local"):
+        raise ValueError(f"embedding engine must be auto, ray or local, got {engine!r}")
+    use_ray, why = (engine == "ray", "asked for") if engine != "auto" else _ray_worth_it(len(inst))
+    log.info("embedding stage: %s path (%s)", "Ray Data" if use_ray else "in-process", why)
+    if use_ray:
+        from .embed_ray import run_encoder_ray
+
+        emb = run_encoder_ray(inst, encoder, preprocessing, weights=weights, input_size=size, batch_size=batch_size,
+                              progress=progress, quarantine=None if strict else bad)
+    else:
+        emb = run_encoder(inst, encoder, preprocessing, weights=weights, input_size=size, batch_size=batch_size,
+                          device=device, progress=progress, quarantine=None if strict else bad)
     records = [{"path": str(inst["path"].iat[k]), "frame": int(inst["frame"].iat[k]), "reason": bad[k]} for k in sorted(bad)]
     if records and len(records) == len(inst):
         raise CohortError(f"cohort {cohort.name!r}: none of its {len(inst)} slices could be read; "
@@ -78,11 +94,19 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     meta = {"cohort": cohort.name, "fingerprint": fp, "encoder": encoder, "weights": weights_id(weights),
             "preprocessing": preprocessing, "input_size": cfg.height, "input": cfg.as_dict(),
             "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
-            "quarantined": len(records)}
+            "quarantined": len(records), "engine": "ray" if use_ray else "local"}
     entry = cache.write(root, key, emb, inst[keep], meta, quarantine=records)
     log.info("embedding cache written: %s / %s -> %s (%d instances)", encoder, preprocessing, key, len(emb))
     _report_quarantine(entry, strict)
     return entry
+
+
+def _ray_worth_it(n: int) -> tuple[bool, str]:
+    try:
+        from .embed_ray import worth_it
+    except ImportError as exc:  # Ray Data's optional pieces missing: the in-process path always works
+        return False, f"Ray Data unavailable ({exc})"
+    return worth_it(n)
 
 
 def _report_quarantine(entry: cache.Entry, strict: bool) -> None:

@@ -30,12 +30,13 @@ log = logging.getLogger("sweeps.embed")
 READ_BATCH = 64  # slices per read task batch: big enough to amortise task overhead, small enough to spread
 
 
-def _read_batch(batch: dict[str, np.ndarray], preprocessing: str, input_size: int) -> dict[str, np.ndarray]:
+def _read_batch(batch: dict[str, np.ndarray], encoder: str, preprocessing: str, input_size: int | None) -> dict[str, np.ndarray]:
     """Read and preprocess one batch of rows; unreadable rows come back with ``ok`` False and a reason."""
     from .data.images import read_slice, read_slice_with_voi
-    from .encoders import Preprocessor
+    from .encoders import Preprocessor, input_config
 
-    pre = Preprocessor(preprocessing, input_size)
+    cfg = input_config(encoder, input_size)
+    pre = Preprocessor(preprocessing, cfg)
     read = read_slice_with_voi if pre.needs_voi else (lambda path, frame: (read_slice(path, frame), None))
     rows = batch["row"]
     imgs, vois, ok, reasons = [], [], np.zeros(len(rows), dtype=bool), [""] * len(rows)
@@ -48,7 +49,7 @@ def _read_batch(batch: dict[str, np.ndarray], preprocessing: str, input_size: in
         ok[k] = True
         imgs.append(img)
         vois.append(voi)
-    x = np.zeros((len(rows), 3, input_size, input_size), dtype=np.float32)
+    x = np.zeros((len(rows), cfg.channels, cfg.height, cfg.width), dtype=np.float32)
     if imgs:
         x[ok] = pre.batch(pre.slices(imgs, vois)).contiguous().numpy()  # (B_ok, 3, S, S)
     return {"row": rows, "x": x, "ok": ok, "reason": np.array(reasons, dtype=object)}
@@ -57,7 +58,7 @@ def _read_batch(batch: dict[str, np.ndarray], preprocessing: str, input_size: in
 class EncoderActor:
     """Holds one encoder; embeds preprocessed batches (the ``x`` column) on its device."""
 
-    def __init__(self, encoder: str, input_size: int, weights: str | None):
+    def __init__(self, encoder: str, input_size: int | None, weights: str | None):
         import torch
 
         from .encoders import create_encoder
@@ -79,6 +80,29 @@ class EncoderActor:
         return {"row": batch["row"], "emb": out, "ok": ok, "reason": batch["reason"]}
 
 
+def worth_it(n_instances: int) -> tuple[bool, str]:
+    """Whether the Ray Data path should run, and why: it pays where decoding can spread over more
+    cores than the in-process reader thread uses (a cluster, a GPU box), not on a small CPU machine
+    where Ray's task overhead and the copy of every batch through the object store cost more than the
+    one reader thread beside the model (measured: ``benchmarks/bench_scale.py`` ``embed_parity``)."""
+    import ray
+
+    if not ray.is_initialized():
+        return False, "Ray is not started"
+    res = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    if res.get("GPU", 0) >= 1:
+        return True, f"{res['GPU']:g} GPU(s) in the cluster"
+    if nodes > 1:
+        return True, f"{nodes} nodes"
+    if res.get("CPU", 0) >= MIN_CPUS and n_instances >= 2000:
+        return True, f"{res['CPU']:g} CPUs"
+    return False, f"{res.get('CPU', 0):g} CPUs on one node and no GPU: the in-process reader is as fast"
+
+
+MIN_CPUS = 8  # below this, on one node without GPUs, the in-process path wins (see worth_it)
+
+
 def actor_resources() -> tuple[int, float]:
     """(actors, GPU fraction each): one actor per GPU, up to 4 sharing one GPU at 0.25 when there is
     a single GPU; on CPU-only clusters one actor (torch already uses every core of its node)."""
@@ -93,7 +117,7 @@ def actor_resources() -> tuple[int, float]:
 
 
 def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *, weights: str | None = None,
-                    input_size: int, batch_size: int = 128, progress: bool = True,
+                    input_size: int | None = None, batch_size: int = 128, progress: bool = True,
                     quarantine: dict[int, str] | None = None, read_parallelism: int | None = None) -> np.ndarray:
     """:func:`trainables.embed.run_encoder` on Ray Data (Ray must be initialised)."""
     import ray
@@ -112,7 +136,7 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
     # reads ask for half a CPU: unlike the encoder's resources, so Ray Data does not fuse them into the
     # encoder actors (reading then runs beside the model in parallel tasks, not inside the actor)
     ds = ds.map_batches(_read_batch, batch_size=READ_BATCH, batch_format="numpy", num_cpus=0.5,
-                        fn_kwargs={"preprocessing": preprocessing, "input_size": input_size})
+                        fn_kwargs={"encoder": encoder, "preprocessing": preprocessing, "input_size": input_size})
     actors, gpu = actor_resources()
     ds = ds.map_batches(EncoderActor, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors),

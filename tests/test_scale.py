@@ -1,0 +1,137 @@
+"""Issue 11: the embedding stage on Ray Data, embeddings through the object store, a two-node cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_cohort, ray_session, tmp_path):
+    from trainables.embed import run_encoder
+    from trainables.embed_ray import run_encoder_ray
+
+    inst = small_cohort.instances.iloc[:150].reset_index(drop=True)
+    bad = tmp_path / "broken.dcm"
+    bad.write_bytes(b"DICM not really")
+    inst = pd.concat([inst.iloc[:70], pd.DataFrame([{**inst.iloc[0].to_dict(), "path": str(bad), "frame": 0}]),
+                      inst.iloc[70:]], ignore_index=True)
+    q_local, q_ray = {}, {}
+    local = run_encoder(inst, "resnet18", "grayscale_norm", input_size=64, progress=False, quarantine=q_local)
+    on_ray = run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=64, progress=False, quarantine=q_ray,
+                             read_parallelism=3)
+    assert q_local == q_ray and list(q_ray) == [70]
+    assert local.shape == on_ray.shape == (150, 512)
+    np.testing.assert_allclose(on_ray, local, rtol=0, atol=1e-5)
+
+
+def test_ray_data_stage_raises_naming_the_file_without_quarantine(small_cohort, ray_session, tmp_path):
+    from trainables.data.images import ImageReadError
+    from trainables.embed_ray import run_encoder_ray
+
+    bad = tmp_path / "empty.dcm"
+    bad.write_bytes(b"")
+    inst = pd.concat([small_cohort.instances.iloc[:4], pd.DataFrame([{**small_cohort.instances.iloc[0].to_dict(),
+                                                                        "path": str(bad), "frame": 0}])], ignore_index=True)
+    with pytest.raises(ImageReadError, match="empty.dcm"):
+        run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=64, progress=False)
+
+
+def test_auto_engine_keeps_the_in_process_path_on_a_small_cpu_machine(ray_session):
+    from trainables.embed_ray import worth_it
+
+    use, why = worth_it(100_000)
+    assert not use and "CPUs on one node" in why
+
+
+def test_trials_read_shared_bags_read_only_from_the_object_store(small_cohort, ray_session, tmp_path):
+    import ray
+
+    from trainables import cache
+    from trainables.embed import embed_cohort
+    from trainables.trainable import DataHandle, share_bags, trial_data
+
+    entry = embed_cohort(small_cohort, "resnet18", "grayscale_norm", cache_root=tmp_path / "cache", progress=False,
+                         engine="local")
+    s = small_cohort.samples
+    handle = DataHandle(sample_ids=s["sample_id"].tolist(), y=np.zeros(len(s), int), groups=s["patient_id"].to_numpy(),
+                        class_names=("a", "b"), modalities=small_cohort.modalities, tabular=None,
+                        entries={"resnet18|grayscale_norm": str(entry.path)}, metric="f1_macro", mode="max", folds=5,
+                        seed=0, arms={})
+    share_bags(handle)
+    os.rename(entry.path, tmp_path / "moved")  # the trial must not need the driver's files
+
+    @ray.remote
+    def in_a_worker(h):
+        data = trial_data(h, "resnet18", "grayscale_norm")
+        X, mask = next(iter(data.bags.values()))
+        return X.shape, bool(X.flags.writeable), float(X.sum())
+
+    shape, writeable, total = ray.get(in_a_worker.remote(handle))
+    assert shape[0] == len(s) and not writeable and total != 0.0
+
+
+def _tables(report: Path) -> str:
+    """The report without its title, timestamps, timings and run names: what two equal sweeps share."""
+    text = report.read_text()
+    text = re.sub(r"^# Sweep report: .*$", "", text, flags=re.M)
+    text = re.sub(r"Started .*?report written [0-9: -]+\.", "", text)
+    return "\n".join(line for line in text.splitlines() if "versions" not in line.lower())
+
+
+def test_two_node_cluster_runs_trials_on_the_second_node_without_the_driver_cache(tmp_path):
+    """A head with 1 CPU and a worker node with 2: trials asking for 2 CPUs can only run on the worker
+    node. The driver's embedding cache is moved away once the embedding stage is done: the trials read
+    the object store, and the report equals a single-node run's."""
+    env = {**os.environ, "SWEEPS_HOME": str(tmp_path / "home"), "SWEEPS_REPORTS": str(tmp_path / "reports"),
+           "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    script = tmp_path / "two_node.py"
+    script.write_text(TWO_NODE)
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["moved"] and out["trials_done"] == 2
+    reports = tmp_path / "reports"
+    assert _tables(reports / "two_node" / "report.md") == _tables(reports / "one_node" / "report.md")
+
+
+TWO_NODE = r'''
+import json, os, shutil, sys
+from pathlib import Path
+from ray.cluster_utils import Cluster
+import sweeps.runner as runner
+
+home = Path(os.environ["SWEEPS_HOME"])
+runner.run("quickstart", smoke_test=True, concurrency=1, name="one_node", progress=False)  # single node, its own Ray
+import ray
+ray.shutdown()
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster.add_node(num_cpus=2)
+cluster.wait_for_nodes()
+real = runner.prepare
+moved = []
+
+def prepare_then_move_cache(spec, **kw):
+    out = real(spec, **kw)
+    shutil.move(str(home / "cache"), str(home / "cache-moved-away"))  # the driver's files are gone for the trials
+    moved.append(True)
+    return out
+
+runner.prepare = prepare_then_move_cache
+run = runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, address=cluster.address,
+                 name="two_node", progress=False)
+done = sum(1 for d in (home / "runs" / "two_node").glob("trial_*") if list(d.glob("checkpoint_*/metrics.json")))
+ray.shutdown()
+cluster.shutdown()
+print(json.dumps({"moved": bool(moved), "trials_done": done}))
+'''
