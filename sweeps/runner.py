@@ -258,7 +258,8 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dashboard without a token; it listens on 127.0.0.1
     if ray.is_initialized():
         return None
-    kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    # no --address: a Ray of our own ("local"), never a cluster some other process started on this machine
+    kwargs = dict(address=address or "local", log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
     if not address:
         kwargs.update(include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
     ctx = ray.init(**kwargs)

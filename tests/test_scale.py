@@ -85,6 +85,8 @@ def _tables(report: Path) -> str:
     text = report.read_text()
     text = re.sub(r"^# Sweep report: .*$", "", text, flags=re.M)
     text = re.sub(r"Started .*?report written [0-9: -]+\.", "", text)
+    text = re.sub(r"## Reproduce this run.*?(?=^## |\Z)", "", text, flags=re.S | re.M)  # names the address
+    text = re.sub(r"\b[0-9a-f]{8}\b", "TRIAL", text)  # Tune's random trial ids
     return "\n".join(line for line in text.splitlines() if "versions" not in line.lower())
 
 
@@ -112,7 +114,8 @@ from ray.cluster_utils import Cluster
 import sweeps.runner as runner
 
 home = Path(os.environ["SWEEPS_HOME"])
-runner.run("quickstart", smoke_test=True, concurrency=1, name="one_node", progress=False)  # single node, its own Ray
+# single node, its own Ray; 2 CPUs per trial as below, so torch uses as many threads and sums in the same order
+runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, name="one_node", progress=False)
 import ray
 ray.shutdown()
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
