@@ -6,10 +6,11 @@ Run from the repository root on the GPU machine (see README "GPU figures"):
 
 Parts, each timed in the same process/run so ratios compare like with like:
 
-1. ``embed_*``: the platform's embedding stage (``trainables.embed.run_encoder``: reads the cohort's
-   DICOM slices, preprocesses, runs the encoder) with resnet50 at 224 px, against a bare torch loop
-   (bf16 autocast, channels_last, inference_mode) over tensors already on the GPU: the bare loop is
-   the ceiling, the ratio shows what reading and preprocessing cost.
+1. ``embed_*``: the platform's embedding stage with resnet50 at 224 px, both ways it can run: in
+   process (``trainables.embed.run_encoder``: one reader thread beside the model) and on Ray Data
+   (``trainables.embed_ray``: reading and decoding in parallel tasks, the encoder in GPU actors),
+   against a bare torch loop (bf16 autocast, channels_last, inference_mode) over tensors already on
+   the GPU: the bare loop is the ceiling, the ratios show what reading and preprocessing cost.
 2. ``frac_*``: the same quickstart sweep (8 trials) twice through Ray Tune on the GPU: four trials at
    a time with 0.25 GPU each, then one trial at a time with the whole GPU. Prints the trials-phase wall
    time of each, the largest number of trials that ran at once (from their own start/end times), and
@@ -61,38 +62,54 @@ def env() -> None:
 
 
 @part
-def embed(cohort_dir: Path, n_images: int) -> None:
+def embed(cohort_dir: Path, n_images: int, device: str = "cuda") -> None:
+    import ray
     import timm
     import torch
 
     from trainables.data import synthetic
     from trainables.embed import run_encoder
+    from trainables.embed_ray import run_encoder_ray
 
     cohort = synthetic.load(cohort_dir)
     inst = cohort.instances.iloc[:n_images].reset_index(drop=True)
-    run_encoder(inst.iloc[:256], "resnet50", "grayscale_norm", input_size=224, batch_size=128, device="cuda", progress=False)
-    torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    run_encoder(inst.iloc[:256], "resnet50", "grayscale_norm", input_size=224, batch_size=128, device=device, progress=False)
+    sync()
     t = time.perf_counter()
-    out = run_encoder(inst, "resnet50", "grayscale_norm", input_size=224, batch_size=256, device="cuda", progress=False)
-    torch.cuda.synchronize()
-    ours = len(out) / (time.perf_counter() - t)
-    result("embed_ours_img_per_s", f"{ours:.0f}")
+    local = run_encoder(inst, "resnet50", "grayscale_norm", input_size=224, batch_size=256, device=device, progress=False)
+    sync()
+    ours = len(local) / (time.perf_counter() - t)
+    result("embed_inprocess_img_per_s", f"{ours:.0f}")
 
-    model = timm.create_model("resnet50", num_classes=0).cuda().eval().to(memory_format=torch.channels_last)
-    x = torch.randn(256, 3, 224, 224, device="cuda").to(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    try:
+        run_encoder_ray(inst.iloc[:512], "resnet50", "grayscale_norm", input_size=224, batch_size=256, progress=False)
+        t = time.perf_counter()
+        on_ray = run_encoder_ray(inst, "resnet50", "grayscale_norm", input_size=224, batch_size=256, progress=False)
+        ray_rate = len(on_ray) / (time.perf_counter() - t)
+    finally:
+        ray.shutdown()
+    result("embed_raydata_img_per_s", f"{ray_rate:.0f}")
+    result("embed_raydata_max_abs_diff", f"{float(abs(on_ray - local).max()):.2e}")
+
+    model = timm.create_model("resnet50", num_classes=0).to(device).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(256, 3, 224, 224, device=device).to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16):
         for _ in range(3):
             model(x)
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         reps = max(4, n_images // 256)
         for _ in range(reps):
             model(x)
-        torch.cuda.synchronize()
+        sync()
     bare = reps * 256 / (time.perf_counter() - t)
     result("embed_bare_bf16_img_per_s", f"{bare:.0f}")
-    result("embed_ours_over_bare", f"{ours / bare:.3f}")
-    result("embed_n_images", len(out))
+    result("embed_inprocess_over_bare", f"{ours / bare:.3f}")
+    result("embed_raydata_over_bare", f"{ray_rate / bare:.3f}")
+    result("embed_raydata_over_inprocess", f"{ray_rate / ours:.2f}")
+    result("embed_n_images", len(local))
 
 
 def _trial_spans(run_dir: Path) -> list[tuple[float, float]]:
@@ -209,6 +226,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=8192, help="slices embedded in the embedding part")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--skip", nargs="*", default=[], choices=["embed", "fractional", "finetune"])
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of the embedding part on a machine without a GPU")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +239,7 @@ def main() -> int:
     cohort_dir = synthetic.ensure(seed=0)
     print(f"# cohort ready in {time.perf_counter() - t:.1f} s", flush=True)
     if "embed" not in a.skip:
-        embed(cohort_dir, a.images)
+        embed(cohort_dir, a.images, a.device)
     if "finetune" not in a.skip:
         finetune_step()
     if "fractional" not in a.skip:
