@@ -17,7 +17,8 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option))
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option),
+        test_fraction=a.test_fraction)
     return 0
 
 
@@ -122,6 +123,15 @@ def _synth(a) -> int:
     return 0
 
 
+def _lazy(p: argparse.ArgumentParser, module: str) -> None:
+    """A command whose logic lives in ``sweeps.<module>`` (``add_arguments`` / ``main``)."""
+    import importlib
+
+    mod = importlib.import_module(f"sweeps.{module}")
+    mod.add_arguments(p)
+    p.set_defaults(fn=mod.main)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -142,6 +152,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a cohort adapter option, e.g. uncertainty=ones (overrides the space's cohort_options)")
     r.add_argument("--smoke", action="store_true",
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
+    r.add_argument("--test-fraction", type=float, metavar="F",
+                   help="patients set aside as a held-out test part, scored once after the sweep (default: the space's)")
     r.set_defaults(fn=_run)
 
     s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")
@@ -159,6 +171,11 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--k", type=int, default=5, help="trials in the post-hoc ensembles (default 5)")
     rp.add_argument("--reference", help="a CSV of published results to set beside ours (e.g. the lumbar seed's)")
     rp.set_defaults(fn=_report)
+
+    for name, module, text in (("finalize", "heldout", "refit the chosen configuration, score the test part once, save the model"),
+                               ("predict", "predict", "predict a cohort with a run's model"),
+                               ("serve", "serve", "serve a run's model over HTTP (Ray Serve)")):
+        _lazy(sub.add_parser(name, help=text), module)
 
     ls = sub.add_parser("list", help="search spaces and every registered component")
     ls.set_defaults(fn=_list)

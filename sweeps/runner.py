@@ -210,8 +210,14 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
-        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None) -> Path:
+        smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
+        test_fraction: float | None = None) -> Path:
     spec = with_data(load_space(space), data, cohort_options)
+    if test_fraction is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, test_fraction=test_fraction)
+        spec.validate()
     if smoke_test:
         spec = smoke(spec)
     if not address:
@@ -221,12 +227,18 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     if run_dir.exists():
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress)
+    from .heldout import finalize_run, split_test
+
+    handle, test = split_test(spec, handle)  # the trials see the development part only
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {},
-               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
+               "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
+               "test_fraction": spec.test_fraction}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
+    if test is not None:
+        finalize_run(run_dir, spec, handle, test)
     return _finish(run_dir, write_report)
 
 
@@ -242,6 +254,10 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
     if options.get("smoke"):
         spec = smoke(spec)
+    if options.get("test_fraction"):
+        from dataclasses import replace
+
+        spec = replace(spec, test_fraction=options["test_fraction"])
     if address:
         options["address"] = address
     if not options.get("address"):
@@ -250,8 +266,13 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
                            "start a new run instead")
+    from .heldout import finalize_run, split_test
+
+    handle, test = split_test(spec, handle)  # the same seeded split as at the start
     start_ray(options.get("address"), dashboard_host, None)
     _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
+    if test is not None and not (run_dir / "model" / "test.json").exists():
+        finalize_run(run_dir, spec, handle, test)
     return _finish(run_dir, write_report)
 
 

@@ -36,6 +36,7 @@ from .sections import (
     data,
     ensemble_heads,
     failed,
+    held_out,
     missing,
     per_target,
     pooling,
@@ -49,6 +50,7 @@ Section = Callable[[RunView, ReportOptions], list[str]]
 
 SECTIONS: tuple[Section, ...] = (
     data.section,            # title, data and method
+    held_out.section,        # the chosen model on the held-out test part (scored once)
     pooling.section,         # attention vs average pooling (paired)
     by_dimension.section,    # by head / sampling / PCA / tabular / fusion / text / encoder / preprocessing
     per_target.section,      # several targets: each on its labelled samples

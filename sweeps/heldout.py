@@ -1,0 +1,226 @@
+"""The held-out test part and ``python -m sweeps finalize RUN``.
+
+A space's ``test_fraction`` (or ``--test-fraction``) sets aside a test part before the sweep starts:
+about that fraction of the patients, grouped by patient and stratified on the target, seeded with the
+space's seed (``trainables.splits.holdout_split``). The trials get a DataHandle that holds the
+development part only, so their cross-validation never sees a test sample.
+
+After the sweep, ``finalize_run`` takes the best configuration by the space's metric, and the best
+of each compared pooling arm, refits each on the whole development part (``sweeps.model.Model.fit``),
+and scores them once on the test part. It writes:
+
+- ``<run>/model/``: the chosen configuration as a model artifact (``sweeps.model``);
+- ``<run>/model/test.json``: sizes, the configurations, their cross-validated and test metrics, and
+  how many times the test part was used (1; ``--force`` re-scores and says so);
+- ``<run>/model/test.npz``: the test labels, pseudonymous patient keys, each model's probabilities
+  and the demographic subgroup of each sample (sex, age band), for the report's held-out section.
+
+A run without a test part still gets its model (refitted on all of its samples), and no test files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("sweeps")
+
+TEST_FILE = "test.json"
+TEST_ARRAYS = "test.npz"
+DEMOGRAPHIC_NAMES = {"sex": "sex", "gender": "sex", "age": "age"}  # inferred when a cohort marks none
+AGE_BANDS = ((0, 40, "<40"), (40, 60, "40-59"), (60, 200, "60+"))
+
+
+def subset_handle(handle, rows: np.ndarray):
+    """The DataHandle restricted to ``rows`` (positions in its sample order)."""
+    rows = np.asarray(rows)
+    pick = (lambda df: None if df is None else df.iloc[rows].reset_index(drop=True))
+    ids = [handle.sample_ids[i] for i in rows]
+    inst = handle.instances
+    if inst is not None:
+        inst = inst[inst["sample_id"].isin(set(ids))].reset_index(drop=True)
+    return replace(handle, sample_ids=ids, y=handle.y[rows], groups=handle.groups[rows], tabular=pick(handle.tabular),
+                   texts=pick(handle.texts), Y=None if handle.Y is None else handle.Y[rows], instances=inst)
+
+
+def split_test(spec, handle):
+    """``(development handle, test handle or None)``: the test part the space asks for, set aside."""
+    from trainables.splits import holdout_split
+
+    from .spec import SpecError
+
+    f = float(getattr(spec, "test_fraction", 0) or 0)
+    if not f:
+        return handle, None
+    if handle.Y is not None or spec.trainable != "frozen":
+        raise SpecError(f"space {spec.name!r}: test_fraction works with one target and trainable='frozen' for now")
+    try:
+        dev, test = holdout_split(handle.y, handle.groups, f, spec.seed)
+    except ValueError as exc:
+        raise SpecError(f"space {spec.name!r}: {exc}") from None
+    log.info("test part set aside: %d samples (%d patients); the trials see the %d development samples only",
+             len(test), len(np.unique(handle.groups[test])), len(dev))
+    return subset_handle(handle, dev), subset_handle(handle, test)
+
+
+def demographic_columns(columns, marked=None) -> dict[str, str]:
+    """{column: "sex" | "age"}: the cohort's marked demographic columns, else inferred from names."""
+    if marked:
+        return {c: ("age" if "age" in c.lower() else "sex") for c in marked if c in columns}
+    return {c: DEMOGRAPHIC_NAMES[c.lower()] for c in columns if c.lower() in DEMOGRAPHIC_NAMES}
+
+
+def subgroups(tabular, marked=None) -> dict[str, np.ndarray]:
+    """{column: (n,) subgroup label}: sex as given, age in bands; "unknown" where missing."""
+    import pandas as pd
+
+    out = {}
+    if tabular is None:
+        return out
+    for col, kind in demographic_columns(list(tabular.columns), marked).items():
+        v = tabular[col]
+        if kind == "age":
+            num = pd.to_numeric(v, errors="coerce").to_numpy(float)
+            lab = np.full(len(v), "unknown", dtype=object)
+            for lo, hi, name in AGE_BANDS:
+                lab[(num >= lo) & (num < hi)] = name
+            out[col] = lab.astype(str)
+        else:
+            out[col] = v.astype(object).where(v.notna(), "unknown").astype(str).to_numpy()
+    return out
+
+
+def encoder_info(spec, config: dict) -> dict | None:
+    """What the model needs to embed new images the way its training images were."""
+    from trainables.encoders import ENCODERS, resolve_weights, weights_id
+
+    enc = config.get("encoder")
+    if not enc:
+        return None
+    w = spec.weights.get(enc)
+    return {"name": enc, "preprocessing": config.get("preprocessing", "grayscale_norm"),
+            "input_size": int(ENCODERS[enc].input_size), "weights": w if w in (None, "packaged") else "local file",
+            "weights_id": weights_id(resolve_weights(enc, w))}
+
+
+def chosen_rows(run_dir: Path):
+    """(chosen row, {arm: best row of that arm}) from the run's trial records, by the space's metric."""
+    from .report.run import load
+
+    view = load(run_dir)
+    rows = [r for r in view.rows if np.isfinite(r.metrics.get(view.metric, np.nan))]
+    if not rows:
+        raise RuntimeError(f"run {run_dir.name!r} has no finished trial to choose from")
+    best = view.best(rows)
+    arms = {p: view.best([r for r in rows if r.arm == p]) for p in view.poolings if any(r.arm == p for r in rows)}
+    arms.setdefault(best.arm, best)
+    return best, arms, view
+
+
+def finalize_run(run_dir: Path, spec, dev, test=None, *, force: bool = False) -> Path:
+    """Refit the chosen configuration (and each arm's best) on ``dev``, save the model, and score them
+    once on ``test`` (when given). Returns ``<run>/model``."""
+    from trainables.metrics import compute_metrics
+    from trainables.trainable import trial_data
+
+    from .model import Model
+
+    run_dir = Path(run_dir)
+    out = run_dir / "model"
+    prev = None
+    if test is not None and (out / TEST_FILE).exists():
+        prev = json.loads((out / TEST_FILE).read_text())
+        if not force:
+            raise FileExistsError(f"run {run_dir.name!r}: its test part was already used ({prev.get('evaluated')}); "
+                                  "a second look at the test part is no longer a held-out test. `finalize --force` "
+                                  "re-scores it and records the count")
+    best, arms, view = chosen_rows(run_dir)
+    fitted, probas, summary = {}, {}, {}
+    for arm, row in sorted(arms.items(), key=lambda kv: kv[1] is not best):  # the chosen one first
+        key = (row.trial, row.arm)
+        if key not in fitted:
+            cfg = row.config
+            data = trial_data(dev, cfg.get("encoder"), cfg.get("preprocessing", "grayscale_norm"))
+            fitted[key] = Model.fit(cfg, data, arm=row.arm, seed=spec.seed, encoder=encoder_info(spec, cfg),
+                                    extra={"run": run_dir.name, "trial": row.trial, "metric": view.metric,
+                                           "cv": {k: row.metrics.get(k) for k in ("accuracy", "f1_macro", "auc_macro")},
+                                           "cohort": view.meta["cohort"]["name"], "adapter": spec.cohort,
+                                           "target": view.meta.get("target"),
+                                           "chosen": row is best})
+        if test is not None:
+            td = trial_data(test, row.config.get("encoder"), row.config.get("preprocessing", "grayscale_norm"))
+            pred = fitted[key].predict(td.bags, td.tabular, n=len(td.y))
+            probas[arm] = pred.proba
+            summary[arm] = {"trial": row.trial, "arm": row.arm, "config": row.config, "chosen": row is best,
+                            "cv": row.metrics.get(view.metric), "test": compute_metrics(td.y, pred.proba, td.class_names)}
+    model = fitted[(best.trial, best.arm)]
+    model.save(out)
+    if test is None:
+        log.info("model written: %s (no test part in this run)", out)
+        return out
+    groups = {f"demo__{c}": v for c, v in subgroups(test.tabular).items()}
+    np.savez(out / (".tmp-" + TEST_ARRAYS), y=test.y, groups=test.groups.astype(str), classes=np.array(test.class_names),
+             **{f"proba__{a}": p for a, p in probas.items()}, **groups)
+    os.replace(out / (".tmp-" + TEST_ARRAYS), out / TEST_ARRAYS)
+    info = {"used": (prev or {}).get("used", 0) + 1, "evaluated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "fraction": float(spec.test_fraction), "seed": spec.seed, "metric": view.metric,
+            "n_samples": int(len(test.y)), "n_patients": int(len(np.unique(test.groups))),
+            "n_dev_samples": int(len(dev.y)), "n_dev_patients": int(len(np.unique(dev.groups))),
+            "chosen": best.arm, "models": summary, "demographic": sorted(c[6:] for c in groups)}
+    tmp = out / (".tmp-" + TEST_FILE)
+    tmp.write_text(json.dumps(info, indent=1, default=str))
+    os.replace(tmp, out / TEST_FILE)
+    m = summary[best.arm]["test"]
+    print(f"Held-out test ({info['n_samples']} samples, {info['n_patients']} patients, used once): chosen "
+          f"{best.arm} (trial {best.trial}) accuracy {m['accuracy']:.3f}, macro-F1 {m['f1_macro']:.3f}, "
+          f"macro-AUC {m['auc_macro']:.3f}", flush=True)
+    return out
+
+
+def spec_of_run(meta: dict):
+    """The SweepSpec a run was started with (as ``resume`` rebuilds it)."""
+    from .runner import smoke, with_data
+    from .spec import load_space
+
+    options = meta["options"]
+    spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
+    if options.get("smoke"):
+        spec = smoke(spec)
+    if "test_fraction" in options:
+        spec = replace(spec, test_fraction=options["test_fraction"] or 0.0)
+    return spec
+
+
+def finalize(run_name: str, *, force: bool = False, progress: bool = False) -> Path:
+    """``python -m sweeps finalize RUN``: rebuild the run's data (cache hits), the same split, and finalize."""
+    from .runner import prepare, runs_root
+
+    run_dir = runs_root() / run_name
+    if not (run_dir / "sweep.json").exists():
+        raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}")
+    meta = json.loads((run_dir / "sweep.json").read_text())
+    spec = spec_of_run(meta)
+    cohort, fp, handle = prepare(spec, progress=progress)
+    if fp != meta["fingerprint"]:
+        raise RuntimeError(f"the cohort changed since run {run_name!r} started; its test part cannot be rebuilt")
+    dev, test = split_test(spec, handle)
+    return finalize_run(run_dir, spec, dev, test, force=force)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run name (under the runs folder)")
+    p.add_argument("--storage", help="the folder the run was started with")
+    p.add_argument("--force", action="store_true", help="score the test part again (recorded in test.json)")
+
+
+def main(a) -> int:
+    out = finalize(a.run, force=a.force)
+    print(out)
+    return 0
