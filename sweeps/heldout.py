@@ -91,9 +91,9 @@ def subgroups(tabular, marked=None) -> dict[str, np.ndarray]:
             lab = np.full(len(v), "unknown", dtype=object)
             for lo, hi, name in AGE_BANDS:
                 lab[(num >= lo) & (num < hi)] = name
-            out[col] = lab.astype(str)
+            out[col] = np.array(lab.tolist(), dtype=str)
         else:
-            out[col] = v.astype(object).where(v.notna(), "unknown").astype(str).to_numpy()
+            out[col] = np.array(v.astype(object).where(v.notna(), "unknown").astype(str).tolist(), dtype=str)
     return out
 
 
@@ -207,6 +207,11 @@ def finalize(run_name: str, *, force: bool = False, progress: bool = False) -> P
         raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}")
     meta = json.loads((run_dir / "sweep.json").read_text())
     spec = spec_of_run(meta)
+    done = run_dir / "model" / TEST_FILE
+    if spec.test_fraction and done.exists() and not force:  # before the slow part: say it at once
+        raise FileExistsError(f"run {run_name!r}: its test part was already used "
+                              f"({json.loads(done.read_text()).get('evaluated')}); a second look at the test part is "
+                              "no longer a held-out test. `finalize --force` re-scores it and records the count")
     cohort, fp, handle = prepare(spec, progress=progress)
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started; its test part cannot be rebuilt")
