@@ -5,12 +5,13 @@ Routes (FastAPI behind a Serve ingress; the OpenAPI page is ``/docs``):
 - ``GET /``: a small upload page (one file input per modality, one text input per tabular column);
 - ``POST /predict``: one study as ``multipart/form-data``: one file field per modality name, repeated
   for each slice (``-F sagittal_t2=@a.dcm -F sagittal_t2=@b.dcm ...``), tabular columns as plain
-  fields by column name (an empty value is a missing value, imputed as in training). Answers JSON:
+  fields by column name (an empty value is a missing value, imputed as in training; fields the model
+  does not use are listed in ``ignored_fields``). Answers JSON:
   ``probabilities`` (class -> p), ``predicted``, ``modalities`` present, ``attention`` (modality -> the
   weight of each slice, in slice order, with the uploaded file names) and ``explanation``.
 - ``GET /health``: ``{"status": "ok"}``.
 
-Bad uploads get a 4xx naming the problem, never a 500: an unknown field (400), a missing tabular
+Bad uploads get a 4xx naming the problem, never a 500: a file field that is not a modality (400), a missing tabular
 field (422), a file that is not a readable image or a corrupt DICOM (422, naming the uploaded file
 name), no image at all while the model expects one (422), too many or too large files (413). A
 modality left out of a request is handled the way the model was trained to (absent, zero-filled with
@@ -18,7 +19,6 @@ a presence indicator). Listens on 127.0.0.1 unless ``--host`` says otherwise. No
 header is returned or logged: the answer holds numbers, class names and the uploaded file names.
 """
 
-from __future__ import annotations
 
 import argparse
 import html
@@ -58,9 +58,9 @@ def predict_upload(model, files: dict[str, list[tuple[str, bytes]]], fields: dic
     from .model import ModelError
     from .predict import encoder_weights
 
-    unknown = [k for k in [*files, *fields] if k not in model.modalities and k not in model.tabular_columns]
+    unknown = [k for k in files if k not in model.modalities]
     if unknown:
-        raise UploadError(400, f"unknown field(s) {', '.join(map(repr, unknown))}; this model takes files for "
+        raise UploadError(400, f"unknown file field(s) {', '.join(map(repr, unknown))}; this model takes files for "
                                f"{', '.join(model.modalities) or 'no modality'} and fields "
                                f"{', '.join(model.tabular_columns) or 'none'}")
     missing = [c for c in model.tabular_columns if c not in fields]
@@ -123,6 +123,7 @@ def predict_upload(model, files: dict[str, list[tuple[str, bytes]]], fields: dic
             "probabilities": {c: float(p) for c, p in zip(model.class_names, pred.proba[0])},
             "predicted": model.class_names[int(pred.proba[0].argmax())],
             "modalities": [m for m in model.modalities if pred.presence[m][0]],
+            "ignored_fields": sorted(k for k in fields if k not in model.tabular_columns),  # columns the model does not use
             "attention": {m: [{"file": f, "weight": round(float(w), 5)} for f, w in
                               zip(names[m], a[0][np.isfinite(a[0])])] for m, a in pred.attention.items() if m in names},
         }
@@ -245,7 +246,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(a) -> int:
     import os
-    import time
+    import signal
+    import threading
 
     import ray
     from ray import serve
@@ -260,11 +262,12 @@ def main(a) -> int:
     serve.start(http_options={"host": a.host, "port": a.port})
     serve.run(build_app(str(path)), name="sweeps", route_prefix="/", blocking=False)
     print(f"serving {path} on http://{a.host}:{a.port}/ (OpenAPI: /docs); Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own handlers
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(1):
+            pass
     finally:
         serve.shutdown()
         ray.shutdown()
