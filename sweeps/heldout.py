@@ -162,6 +162,9 @@ def finalize_run(run_dir: Path, spec, dev, test=None, *, force: bool = False) ->
                             "cv": row.metrics.get(view.metric), "test": compute_metrics(td.y, pred.proba, td.class_names)}
     model = fitted[(best.trial, best.arm)]
     model.save(out)
+    explanations = {}
+    if test is not None and spec.cohort == "synthetic":  # a known truth: do the explanations find the lesion?
+        explanations = explain_on_truth(spec, {a: fitted[(r.trial, r.arm)] for a, r in arms.items()}, test, out)
     if test is None:
         log.info("model written: %s (no test part in this run)", out)
         return out
@@ -173,7 +176,8 @@ def finalize_run(run_dir: Path, spec, dev, test=None, *, force: bool = False) ->
             "fraction": float(spec.test_fraction), "seed": spec.seed, "metric": view.metric,
             "n_samples": int(len(test.y)), "n_patients": int(len(np.unique(test.groups))),
             "n_dev_samples": int(len(dev.y)), "n_dev_patients": int(len(np.unique(dev.groups))),
-            "chosen": best.arm, "models": summary, "demographic": sorted(c[6:] for c in groups)}
+            "chosen": best.arm, "models": summary, "demographic": sorted(c[6:] for c in groups),
+            "explanations": explanations}
     tmp = out / (".tmp-" + TEST_FILE)
     tmp.write_text(json.dumps(info, indent=1, default=str))
     os.replace(tmp, out / TEST_FILE)
@@ -182,6 +186,31 @@ def finalize_run(run_dir: Path, spec, dev, test=None, *, force: bool = False) ->
           f"{best.arm} (trial {best.trial}) accuracy {m['accuracy']:.3f}, macro-F1 {m['f1_macro']:.3f}, "
           f"macro-AUC {m['auc_macro']:.3f}", flush=True)
     return out
+
+
+def explain_on_truth(spec, models: dict, test, out: Path) -> dict:
+    """{arm: ``sweeps.explain.lesion_scores``} on the test part's studies of a synthetic cohort, with a
+    few Grad-CAM overlays of the chosen model in ``out/explain``; an arm whose measurement fails
+    records the error instead (the model and the test scores stand)."""
+    from trainables.data import synthetic
+
+    from .explain import lesion_scores
+
+    opts = spec.cohort_options
+    seed, n = int(opts.get("seed", 0)), int(opts.get("n_patients", 300))
+    root = opts.get("root") or synthetic.ensure(None, seed=seed, n_patients=n)
+    res = {}
+    for k, (arm, model) in enumerate(models.items()):
+        try:
+            overlays = None
+            if model.meta.get("chosen"):
+                overlays = out / "explain"
+                overlays.mkdir(exist_ok=True)
+            res[arm] = lesion_scores(model, root, seed, n, limit=40, overlays=overlays, only=set(test.sample_ids))
+        except Exception as exc:  # noqa: BLE001  (a measurement, not the model: record and go on)
+            log.warning("explanations for %s could not be measured: %s", arm, exc)
+            res[arm] = {"error": f"{type(exc).__name__}: {exc}"}
+    return res
 
 
 def spec_of_run(meta: dict):

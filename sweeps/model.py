@@ -199,13 +199,15 @@ class Model:
             "sampling": config.get("sampling", "none"), "n_train": int(len(tr)), **(extra or {}),
         }
         model = cls(meta, std, poolers, tabular, fusion, None)
-        X = model._fused(bags_std=bags, tab=tab)
+        X = model.fused_features(bags_std=bags, tab=tab)
         Xtr, ytr, w = sampling.resample(X[tr], data.y[tr], seed)
         model.head = fit_head(head, Xtr, ytr, w)
         return model
 
     # -- applying --------------------------------------------------------------------------------
-    def _fused(self, bags_std: dict, tab: np.ndarray | None) -> np.ndarray:
+    def fused_features(self, bags_std: dict, tab: np.ndarray | None) -> np.ndarray:
+        """The head's input (n, d): pooled standardised bags {m: (Z, mask)} and transformed tabular
+        features, fused (a missing modality: an all-False mask row)."""
         from trainables.pooling import pool
 
         vectors = {m: pool(self.poolers[m], *bags_std[m]) for m in self.modalities}
@@ -246,7 +248,7 @@ class Model:
                 raise ModelError(f"tabular column(s) missing: {', '.join(missing)} (the model expects "
                                  f"{', '.join(self.tabular_columns)})")
             tab = self.tabular.transform(tabular[self.tabular_columns].reset_index(drop=True))
-        X = self._fused(std, tab)
+        X = self.fused_features(std, tab)
         proba = predict_proba_full(self.head, X, len(self.class_names))
         attention = {}
         for m in self.modalities:

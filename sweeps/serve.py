@@ -127,11 +127,12 @@ def predict_upload(model, files: dict[str, list[tuple[str, bytes]]], fields: dic
             "attention": {m: [{"file": f, "weight": round(float(w), 5)} for f, w in
                               zip(names[m], a[0][np.isfinite(a[0])])] for m, a in pred.attention.items() if m in names},
         }
-        out["explanation"] = _explanation(model, out, {m: names[f"__paths__{m}"] for m in bags} if explain else {})
+        out["explanation"] = _explanation(model, out, {m: names[f"__paths__{m}"] for m in bags} if explain else {},
+                                          bags, tab)
     return out
 
 
-def _explanation(model, out: dict, paths: dict[str, list[str]]) -> dict:
+def _explanation(model, out: dict, paths: dict[str, list[str]], bags: dict, tab) -> dict:
     """Words, and Grad-CAM where the path is differentiable (``sweeps.explain``)."""
     text = [f"predicted {out['predicted']} (p = {out['probabilities'][out['predicted']]:.2f})"]
     for m, ws in out["attention"].items():
@@ -147,7 +148,8 @@ def _explanation(model, out: dict, paths: dict[str, list[str]]) -> dict:
     try:
         from .explain import gradcam_for_paths
 
-        result["gradcam"] = gradcam_for_paths(model, paths, out)
+        result["gradcam"] = gradcam_for_paths(model, paths, out, bags, tab) if paths else {
+            "available": False, "reason": "not asked for"}
     except ImportError:
         result["gradcam"] = {"available": False, "reason": "Grad-CAM needs the grad-cam package"}
     return result

@@ -114,3 +114,22 @@ def test_a_report_that_fails_midway_leaves_nothing_half_written(quickstart_run, 
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(runner.runs_root() / "qs-smoke", tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == [], "no report, no stray plot, no staging folder"
+
+
+def test_quickstart_holds_out_a_test_part_that_the_trials_never_saw_and_scores_it_once(quickstart_run):
+    import numpy as np
+
+    from sweeps import heldout, load_model
+
+    run = runner.runs_root() / "qs-smoke"
+    info = json.loads((run / "model" / "test.json").read_text())
+    dev, test = np.load(run / "targets.npz"), np.load(run / "model" / "test.npz")
+    assert info["used"] == 1 and info["fraction"] == 0.2
+    assert not set(dev["groups"]) & set(test["groups"])  # no test patient in any trial
+    assert len(dev["y"]) + len(test["y"]) == json.loads((run / "sweep.json").read_text())["cohort"]["samples"]
+    section = quickstart_run.read_text().split("## Held-out test")[1].split("\n## ")[0]
+    for needle in ("used once", "[95% CI]", "DeLong", "Brier", "ECE", "| sex |", "| age |", "reliability"):
+        assert needle in section, needle
+    assert load_model(run / "model").class_names == ["none", "moderate", "severe"]
+    with pytest.raises(FileExistsError, match="already used"):
+        heldout.finalize("qs-smoke")

@@ -84,6 +84,7 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
                                 "held_out_reliability.png")
         L += [f"![reliability diagram]({name})", ""]
 
+    L += _explanations(info.get("explanations") or {})
     demo = [k[6:] for k in arr if k.startswith("demo__")]
     if demo:
         L.append(f"By demographic subgroup (the chosen model; 95% CIs resample the subgroup's patients; fewer than "
@@ -101,4 +102,26 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
                 cis = patient_bootstrap(y[sel], chosen[sel], groups[sel])
                 rows.append([col, g, n, npat] + [ci(score(m, y[sel], chosen[sel]), cis[m]) for m in SHOWN])
         L += [table(["column", "subgroup", "n", "patients"] + [f"{LABEL[m]} [95% CI]" for m in SHOWN], rows), ""]
+    return L
+
+
+def _explanations(ex: dict) -> list[str]:
+    """Attention and Grad-CAM against the synthetic cohort's planted lesion (``sweeps.explain``)."""
+    if not ex:
+        return []
+    L = ["Do the explanations find the lesion? On this synthetic cohort the lesion's slices and position are known. "
+         "Attention: how often the most attended sagittal_t2 slice of a test study with a lesion is a lesion slice "
+         "(chance: the lesion's share of the slices). Grad-CAM: the share of the map's mass on the lesion's central "
+         "slice that falls inside the lesion (chance: the lesion's share of the image).", ""]
+    rows = []
+    for arm, s in ex.items():
+        if "error" in s:
+            rows.append([arm, "n/a", f"not measured: {s['error']}", ""])
+            continue
+        cam = (f"{number(s['gradcam_mass_in_lesion'])} vs {number(s['gradcam_chance'])} (n={s['gradcam_studies']})"
+               if "gradcam_mass_in_lesion" in s else f"not available: {s.get('gradcam', '')}")
+        rows.append([arm, s["lesion_studies"], f"{number(s['attention_top_slice_hit_rate'])} vs "
+                     f"{number(s['attention_chance'])}", cam])
+    L += [table(["model", "test studies with a lesion", "top-attended slice is a lesion slice (vs chance)",
+                 "Grad-CAM mass in the lesion (vs chance)"], rows), ""]
     return L
