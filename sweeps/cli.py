@@ -172,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--reference", help="a CSV of published results to set beside ours (e.g. the lumbar seed's)")
     rp.set_defaults(fn=_report)
 
-    for name, module, text in (("finalize", "heldout", "refit the chosen configuration, score the test part once, save the model"),
+    for name, module, text in (("finalize", "finalize", "refit the chosen configuration, score the test part once, save the model"),
                                ("predict", "predict", "predict a cohort with a run's model"),
                                ("serve", "serve", "serve a run's model over HTTP (Ray Serve)")):
         _lazy(sub.add_parser(name, help=text), module)

@@ -99,7 +99,7 @@ def gradcam(model, modality: str, images: list[np.ndarray], bags: dict, tabular=
 
     from trainables.encoders import Preprocessor, create_encoder
 
-    from .predict import encoder_weights
+    from .model import encoder_weights
 
     reason = gradcam_reason(model)
     if reason:
@@ -189,7 +189,7 @@ def lesion_scores(model, cohort_root, seed: int, n_patients: int, modality: str 
     from trainables.embed import embed_cohort
     from trainables.pipeline import build_bags
 
-    from .predict import encoder_weights, load_cohort, predict_cohort
+    from .model import encoder_weights, load_cohort, predict_cohort
 
     truth = lesion_truth(seed=seed, n_patients=n_patients)
     lesions = truth[truth["width"] > 0]

@@ -16,11 +16,11 @@ and scores them once on the test part. It writes:
   and the demographic subgroup of each sample (sex, age band), for the report's held-out section.
 
 A run without a test part still gets its model (refitted on all of its samples), and no test files.
+``python -m sweeps finalize RUN`` (``sweeps.finalize``) does this for a finished run.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -211,50 +211,3 @@ def explain_on_truth(spec, models: dict, test, out: Path) -> dict:
             log.warning("explanations for %s could not be measured: %s", arm, exc)
             res[arm] = {"error": f"{type(exc).__name__}: {exc}"}
     return res
-
-
-def spec_of_run(meta: dict):
-    """The SweepSpec a run was started with (as ``resume`` rebuilds it)."""
-    from .runner import smoke, with_data
-    from .spec import load_space
-
-    options = meta["options"]
-    spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
-    if options.get("smoke"):
-        spec = smoke(spec)
-    if "test_fraction" in options:
-        spec = replace(spec, test_fraction=options["test_fraction"] or 0.0)
-    return spec
-
-
-def finalize(run_name: str, *, force: bool = False, progress: bool = False) -> Path:
-    """``python -m sweeps finalize RUN``: rebuild the run's data (cache hits), the same split, and finalize."""
-    from .runner import prepare, runs_root
-
-    run_dir = runs_root() / run_name
-    if not (run_dir / "sweep.json").exists():
-        raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}")
-    meta = json.loads((run_dir / "sweep.json").read_text())
-    spec = spec_of_run(meta)
-    done = run_dir / "model" / TEST_FILE
-    if spec.test_fraction and done.exists() and not force:  # before the slow part: say it at once
-        raise FileExistsError(f"run {run_name!r}: its test part was already used "
-                              f"({json.loads(done.read_text()).get('evaluated')}); a second look at the test part is "
-                              "no longer a held-out test. `finalize --force` re-scores it and records the count")
-    cohort, fp, handle = prepare(spec, progress=progress)
-    if fp != meta["fingerprint"]:
-        raise RuntimeError(f"the cohort changed since run {run_name!r} started; its test part cannot be rebuilt")
-    dev, test = split_test(spec, handle)
-    return finalize_run(run_dir, spec, dev, test, force=force)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="a run name (under the runs folder)")
-    p.add_argument("--storage", help="the folder the run was started with")
-    p.add_argument("--force", action="store_true", help="score the test part again (recorded in test.json)")
-
-
-def main(a) -> int:
-    out = finalize(a.run, force=a.force)
-    print(out)
-    return 0

@@ -284,7 +284,7 @@ class Model:
             meta = dict(self.meta)
             meta["head_format"] = self._save_head(tmp, tensors)
             if self.tabular is not None:
-                _skops_dump(self.tabular.fitted_, tmp / "tabular.skops", "the tabular preprocessing")
+                skops_dump(self.tabular.fitted_, tmp / "tabular.skops", "the tabular preprocessing")
             save_file(tensors, str(tmp / TENSORS_FILE))
             (tmp / MODEL_FILE).write_text(json.dumps(meta, indent=1, default=str))
             if path.exists():
@@ -308,14 +308,14 @@ class Model:
         if isinstance(inner, TorchMLPClassifier):  # torch inside: weights as tensors, the scaler with skops
             tensors.update({f"head/{k}": v.detach().cpu().numpy() for k, v in inner.model_.state_dict().items()})
             if inner is not h:
-                _skops_dump(h.scaler_, folder / "head_scaler.skops", "the head's scaler")
+                skops_dump(h.scaler_, folder / "head_scaler.skops", "the head's scaler")
             return {"kind": "torch_mlp", "params": inner.get_params(), "classes": [int(c) for c in inner.classes_],
                     "in_dim": int(inner.model_[0].in_features), "scaled": inner is not h}
-        _skops_dump(h, folder / "head.skops", f"head {self.meta['head']!r}")
+        skops_dump(h, folder / "head.skops", f"head {self.meta['head']!r}")
         return {"kind": "skops"}
 
 
-def _skops_dump(obj, path: Path, what: str) -> None:
+def skops_dump(obj, path: Path, what: str) -> None:
     import skops.io as sio
 
     try:
@@ -324,7 +324,7 @@ def _skops_dump(obj, path: Path, what: str) -> None:
         raise ModelError(f"{what} cannot be saved in a safe format ({type(exc).__name__}: {exc})") from None
 
 
-def _skops_load(path: Path):
+def skops_load(path: Path):
     import skops.io as sio
 
     types = sio.get_untrusted_types(file=path)
@@ -394,7 +394,7 @@ def load_model(path: str | Path) -> Model:
         from trainables.tabular import normalise as tabular_spec
 
         tabular = build(TABULAR, tabular_spec(meta["tabular"]), "tabular")
-        tabular.fitted_ = tuple(_skops_load(path / "tabular.skops"))
+        tabular.fitted_ = tuple(skops_load(path / "tabular.skops"))
     hf = meta.get("head_format", {})
     if hf.get("kind") == "torch_mlp":
         from trainables.heads import TorchMLPClassifier
@@ -410,8 +410,82 @@ def load_model(path: str | Path) -> Model:
             from trainables.heads import Scaled
 
             mlp, head = head, Scaled(TorchMLPClassifier(**hf["params"]))
-            head.scaler_, head.estimator_, head.classes_ = _skops_load(path / "head_scaler.skops"), mlp, mlp.classes_
+            head.scaler_, head.estimator_, head.classes_ = skops_load(path / "head_scaler.skops"), mlp, mlp.classes_
     else:
-        head = _skops_load(path / "head.skops")
+        head = skops_load(path / "head.skops")
     fusion = build(FUSIONS, meta["fusion"], "fusion")
     return Model(meta, std, poolers, tabular, fusion, head)
+
+
+# -- applying a model to a cohort (predict, serve and explain use these) --------------------------------
+def check_cohort(model, cohort) -> None:
+    """Refuse a cohort that lacks the model's modalities or columns, naming them."""
+    lacks = [m for m in model.modalities if m not in cohort.modalities]
+    if lacks:
+        raise ModelError(f"cohort {cohort.name!r} has no {', '.join(lacks)} series; the model was trained on "
+                         f"{', '.join(model.modalities)} (cohort modalities: {', '.join(cohort.modalities) or 'none'})")
+    cols = [c for c in model.tabular_columns if c not in cohort.samples.columns]
+    if cols:
+        raise ModelError(f"cohort {cohort.name!r} lacks the tabular column(s) {', '.join(cols)} the model expects "
+                         f"({', '.join(model.tabular_columns)})")
+
+
+def encoder_weights(model, weights: str | None = None) -> str | None:
+    """The encoder weights to embed with, checked against the identity the model recorded."""
+    from trainables.encoders import resolve_weights, weights_id
+
+    enc = model.encoder
+    spec = weights if weights is not None else enc["weights"]
+    if spec == "local file":
+        raise ModelError(f"the model's encoder {enc['name']!r} used a local weights file; give it with --weights PATH")
+    w = resolve_weights(enc["name"], spec)
+    if weights_id(w) != enc["weights_id"]:
+        raise ModelError(f"encoder weights {w or 'random init'} are not the ones the model was trained with "
+                         f"(identity {weights_id(w)} != {enc['weights_id']})")
+    return w
+
+
+def prediction_table(model, sample_ids: list[str], pred, labels: list | None = None) -> pd.DataFrame:
+    """The prediction table (see the module docstring)."""
+    classes = model.class_names
+    out = pd.DataFrame({"sample_id": sample_ids, "predicted": [classes[k] for k in pred.proba.argmax(1)]})
+    for k, c in enumerate(classes):
+        out[f"p_{c}"] = pred.proba[:, k]
+    out["modalities"] = [";".join(m for m in model.modalities if pred.presence[m][i]) for i in range(len(sample_ids))]
+    out["attention"] = [json.dumps({m: [round(float(x), 5) for x in a[i][np.isfinite(a[i])]]
+                                    for m, a in pred.attention.items() if pred.presence[m][i]})
+                        for i in range(len(sample_ids))]
+    if labels is not None:
+        out["label"] = labels
+    return out
+
+
+def predict_cohort(model, cohort, *, weights: str | None = None, progress: bool = False) -> pd.DataFrame:
+    """The prediction table of every sample of ``cohort``."""
+    from trainables.embed import embed_cohort
+    from trainables.pipeline import build_bags
+
+    check_cohort(model, cohort)
+    s = cohort.samples
+    ids = s["sample_id"].astype(str).tolist()
+    bags = {}
+    if model.encoder and model.modalities:
+        enc = model.encoder
+        entry = embed_cohort(cohort, enc["name"], enc["preprocessing"], weights=encoder_weights(model, weights),
+                             input_size=enc["input_size"], progress=progress)
+        bags = build_bags(entry.embeddings, entry.index, s["sample_id"].tolist(), model.modalities)
+    tab = s[model.tabular_columns].reset_index(drop=True) if model.tabular_columns else None
+    pred = model.predict(bags, tab, n=len(s))
+    target = model.meta.get("target")
+    labels = s[target].tolist() if target and target in s.columns else None
+    return prediction_table(model, ids, pred, labels)
+
+
+def load_cohort(model, data: str, cohort: str | None = None, options: dict | None = None):
+    from trainables.data import COHORTS
+    from trainables.registry import build
+
+    name = cohort or model.meta.get("adapter")
+    if not name:
+        raise ValueError("the model does not record its cohort adapter; give --cohort NAME")
+    return build(COHORTS, {"name": name, name: {**(options or {}), "root": str(Path(data).resolve())}}, "cohort")

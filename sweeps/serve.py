@@ -56,7 +56,7 @@ def predict_upload(model, files: dict[str, list[tuple[str, bytes]]], fields: dic
     from trainables.embed import run_encoder
 
     from .model import ModelError
-    from .predict import encoder_weights
+    from .model import encoder_weights
 
     unknown = [k for k in files if k not in model.modalities]
     if unknown:

@@ -81,11 +81,11 @@ def test_load_refuses_another_format_and_another_sklearn(tmp_path):
 def test_unsafe_types_in_a_skops_file_are_refused(tmp_path):
     import skops.io as sio
 
-    from sweeps.model import _skops_load  # noqa: PLC2701 (the module's own loader, tested directly)
+    from sweeps.model import skops_load
 
     class Evil:
         pass
 
     sio.dump({"x": Evil()}, tmp_path / "bad.skops")
     with pytest.raises(ModelError, match="allow-list"):
-        _skops_load(tmp_path / "bad.skops")
+        skops_load(tmp_path / "bad.skops")

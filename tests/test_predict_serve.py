@@ -68,7 +68,7 @@ def test_predict_gives_one_row_per_study_with_probabilities_summing_to_one(model
 
 def test_predict_refuses_a_cohort_without_the_models_modality_or_column(model_dir, small_cohort):
     from sweeps.model import ModelError, load_model
-    from sweeps.predict import check_cohort
+    from sweeps.model import check_cohort
 
     model = load_model(model_dir)
     cohort = small_cohort
@@ -111,7 +111,7 @@ def test_predict_upload_answers_a_study_and_rejects_bad_uploads(model_dir, new_c
     for m, ws in out["attention"].items():
         assert len(ws) == len(files[m]) and abs(sum(w["weight"] for w in ws) - 1) < 1e-3
     # the same study through `predict` gives the same probabilities (slice order recovered from headers)
-    from sweeps.predict import load_cohort, predict_cohort
+    from sweeps.model import load_cohort, predict_cohort
 
     table = predict_cohort(model, load_cohort(model, str(new_cohort))).set_index("sample_id")
     np.testing.assert_allclose([out["probabilities"][c] for c in model.class_names],
