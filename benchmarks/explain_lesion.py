@@ -8,6 +8,7 @@ configuration (attention pooling, logistic head) on a training cohort, then on n
   sigmas), against chance (the disk's share of the image).
 
 Run: python benchmarks/explain_lesion.py [--train-patients 120] [--eval-seed 7] [--eval-patients 40]
+     [--encoder efficientnet_lite0 --weights packaged]
 Prints RESULT lines; writes a few Grad-CAM overlays with --overlays DIR.
 """
 
@@ -31,6 +32,8 @@ def main() -> None:
     p.add_argument("--eval-patients", type=int, default=40)
     p.add_argument("--gradcam-limit", type=int, default=30, help="lesion studies to draw Grad-CAM for")
     p.add_argument("--overlays", type=Path, help="write a few Grad-CAM overlay PNGs here")
+    p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--weights", help="encoder weights: a local file or 'packaged' (default: seeded random init)")
     a = p.parse_args()
 
     from sweeps.explain import lesion_scores
@@ -41,15 +44,19 @@ def main() -> None:
     from trainables.data import synthetic
     from trainables.trainable import trial_data
 
-    spec = replace(load_space("quickstart"), cohort_options={"n_patients": a.train_patients}, test_fraction=0.0)
+    config = {**CONFIG, "encoder": a.encoder}
+    base = load_space("quickstart")
+    spec = replace(base, cohort_options={"n_patients": a.train_patients}, test_fraction=0.0,
+                   space={**base.space, "encoder": a.encoder}, weights={a.encoder: a.weights} if a.weights else {})
     _, _, handle = prepare(spec, progress=False)
-    data = trial_data(handle, "resnet18", "grayscale_norm")
-    model = Model.fit(CONFIG, data, arm="attention", seed=0, encoder=encoder_info(spec, CONFIG),
+    data = trial_data(handle, a.encoder, "grayscale_norm")
+    model = Model.fit(config, data, arm="attention", seed=0, encoder=encoder_info(spec, config),
                       extra={"adapter": "synthetic", "target": "severity"})
     root = synthetic.ensure(None, seed=a.eval_seed, n_patients=a.eval_patients)
     if a.overlays:
         a.overlays.mkdir(parents=True, exist_ok=True)
     s = lesion_scores(model, root, a.eval_seed, a.eval_patients, limit=a.gradcam_limit, overlays=a.overlays)
+    print(f"RESULT encoder {a.encoder} weights {a.weights or 'random-init'} train_patients {a.train_patients}")
     print(f"RESULT lesion_studies {s['lesion_studies']}")
     print(f"RESULT attention_top_slice_hit_rate {s['attention_top_slice_hit_rate']:.3f}")
     print(f"RESULT attention_top_slice_chance {s['attention_chance']:.3f}")

@@ -18,7 +18,7 @@ def _run(a) -> int:
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
         progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option),
-        test_fraction=a.test_fraction)
+        test_fraction=a.test_fraction, test_data=a.test_data)
     return 0
 
 
@@ -154,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
     r.add_argument("--test-fraction", type=float, metavar="F",
                    help="patients set aside as a held-out test part, scored once after the sweep (default: the space's)")
+    r.add_argument("--test-data", metavar="PATH", help="a separate test cohort (same adapter), scored once after the sweep")
     r.set_defaults(fn=_run)
 
     s = sub.add_parser("resume", help="continue an interrupted run without rerunning finished trials")

@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .heldout import TEST_FILE, finalize_run, split_test
+from .heldout import TEST_FILE, finalize_run
 
 
 def spec_of_run(meta: dict):
@@ -30,7 +30,7 @@ def spec_of_run(meta: dict):
 
 def finalize(run_name: str, *, force: bool = False, progress: bool = False) -> Path:
     """``python -m sweeps finalize RUN``: rebuild the run's data (cache hits), the same split, and finalize."""
-    from .runner import prepare, runs_root
+    from .runner import prepare, runs_root, test_part
 
     run_dir = runs_root() / run_name
     if not (run_dir / "sweep.json").exists():
@@ -38,14 +38,15 @@ def finalize(run_name: str, *, force: bool = False, progress: bool = False) -> P
     meta = json.loads((run_dir / "sweep.json").read_text())
     spec = spec_of_run(meta)
     done = run_dir / "model" / TEST_FILE
-    if spec.test_fraction and done.exists() and not force:  # before the slow part: say it at once
+    test_data = meta["options"].get("test_data")
+    if (spec.test_fraction or test_data) and done.exists() and not force:  # before the slow part: say it at once
         raise FileExistsError(f"run {run_name!r}: its test part was already used "
                               f"({json.loads(done.read_text()).get('evaluated')}); a second look at the test part is "
                               "no longer a held-out test. `finalize --force` re-scores it and records the count")
     cohort, fp, handle = prepare(spec, progress=progress)
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started; its test part cannot be rebuilt")
-    dev, test = split_test(spec, handle)
+    dev, test = test_part(spec, handle, test_data, progress)
     return finalize_run(run_dir, spec, dev, test, force=force)
 
 

@@ -163,7 +163,7 @@ def finalize_run(run_dir: Path, spec, dev, test=None, *, force: bool = False) ->
     model = fitted[(best.trial, best.arm)]
     model.save(out)
     explanations = {}
-    if test is not None and spec.cohort == "synthetic":  # a known truth: do the explanations find the lesion?
+    if test is not None and spec.cohort == "synthetic" and spec.test_fraction:  # a known truth: do the explanations find the lesion?
         explanations = explain_on_truth(spec, {a: fitted[(r.trial, r.arm)] for a, r in arms.items()}, test, out)
     if test is None:
         log.info("model written: %s (no test part in this run)", out)
@@ -174,6 +174,7 @@ def finalize_run(run_dir: Path, spec, dev, test=None, *, force: bool = False) ->
     os.replace(out / (".tmp-" + TEST_ARRAYS), out / TEST_ARRAYS)
     info = {"used": (prev or {}).get("used", 0) + 1, "evaluated": time.strftime("%Y-%m-%d %H:%M:%S"),
             "fraction": float(spec.test_fraction), "seed": spec.seed, "metric": view.metric,
+            "source": "fraction" if spec.test_fraction else "separate cohort",
             "n_samples": int(len(test.y)), "n_patients": int(len(np.unique(test.groups))),
             "n_dev_samples": int(len(dev.y)), "n_dev_patients": int(len(np.unique(dev.groups))),
             "chosen": best.arm, "models": summary, "demographic": sorted(c[6:] for c in groups),

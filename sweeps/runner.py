@@ -173,6 +173,28 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
     return cohort, fp, handle
 
 
+def test_part(spec: SweepSpec, handle, test_data: str | None = None, progress: bool = True):
+    """``(development handle, test handle or None)``: the space's ``test_fraction`` of the patients set
+    aside (``sweeps.heldout.split_test``), or a separate test cohort at ``test_data`` (the same adapter
+    and options, prepared like the development cohort; the whole of ``handle`` is then development)."""
+    from .heldout import split_test
+
+    if not test_data:
+        return split_test(spec, handle)
+    from dataclasses import replace
+
+    from .spec import SpecError
+
+    if spec.test_fraction:
+        raise SpecError(f"space {spec.name!r}: give a test_fraction or a separate test cohort (--test-data), not both")
+    _, _, test = prepare(replace(with_data(spec, test_data), test_fraction=0.0), progress=progress)
+    if tuple(test.class_names) != tuple(handle.class_names) or test.modalities != handle.modalities:
+        raise SpecError(f"test cohort {test_data}: classes {list(test.class_names)} / modalities {test.modalities} differ "
+                        f"from the development cohort's {list(handle.class_names)} / {handle.modalities}")
+    log.info("separate test cohort %s: %d samples; the trials never see it", test_data, len(test.y))
+    return handle, test
+
+
 def cohort_summary(cohort, targets: list[str]) -> dict:
     """What the report says about the data: ``cohort`` is the sweep's (labelled) cohort."""
     s, i = cohort.samples, cohort.instances
@@ -211,7 +233,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
         smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
-        test_fraction: float | None = None) -> Path:
+        test_fraction: float | None = None, test_data: str | None = None) -> Path:
     spec = with_data(load_space(space), data, cohort_options)
     if test_fraction is not None:
         from dataclasses import replace
@@ -227,14 +249,14 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     if run_dir.exists():
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress)
-    from .heldout import finalize_run, split_test
+    from .heldout import finalize_run
 
-    handle, test = split_test(spec, handle)  # the trials see the development part only
+    handle, test = test_part(spec, handle, test_data, progress)  # the trials see the development part only
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {},
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
-               "test_fraction": spec.test_fraction}
+               "test_fraction": spec.test_fraction, "test_data": str(Path(test_data).resolve()) if test_data else None}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
     if test is not None:
@@ -266,9 +288,9 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
                            "start a new run instead")
-    from .heldout import finalize_run, split_test
+    from .heldout import finalize_run
 
-    handle, test = split_test(spec, handle)  # the same seeded split as at the start
+    handle, test = test_part(spec, handle, options.get("test_data"), progress)  # the same split as at the start
     start_ray(options.get("address"), dashboard_host, None)
     _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
     if test is not None and not (run_dir / "model" / "test.json").exists():

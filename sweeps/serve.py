@@ -260,7 +260,8 @@ def main(a) -> int:
     path = model_dir(a.run)
     load_model(path)  # refuse an incompatible model before starting anything
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(include_dashboard=False, log_to_driver=False, num_cpus=max(2, os.cpu_count() or 2))
+    # a Ray instance of its own ("local"), never a cluster someone left running with `ray start`
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, num_cpus=max(2, os.cpu_count() or 2))
     serve.start(http_options={"host": a.host, "port": a.port})
     serve.run(build_app(str(path)), name="sweeps", route_prefix="/", blocking=False)
     print(f"serving {path} on http://{a.host}:{a.port}/ (OpenAPI: /docs); Ctrl-C stops", flush=True)

@@ -231,3 +231,19 @@ def test_lesion_truth_replays_the_generator(new_cohort):
             assert r.first <= int(np.argmax(centre)) < r.first + r.width
             checked += 1
     assert checked >= 2
+
+
+def test_a_separate_test_cohort_is_prepared_like_the_development_one(model_dir, new_cohort):
+    from dataclasses import replace
+
+    from sweeps.runner import prepare, smoke, test_part
+    from sweeps.spec import SpecError, load_space
+
+    spec = smoke(load_space("quickstart"))
+    _, _, handle = prepare(replace(spec, test_fraction=0.0), progress=False)
+    with pytest.raises(SpecError, match="not both"):
+        test_part(spec, handle, str(new_cohort), progress=False)
+    dev, test = test_part(replace(spec, test_fraction=0.0), handle, str(new_cohort), progress=False)
+    assert dev is handle  # the whole development cohort goes to the trials
+    assert len(test.y) == len(pd.read_csv(new_cohort / "labels.csv")) and test.class_names == handle.class_names
+    assert set(test.entries.values()).isdisjoint(handle.entries.values())  # its own embeddings

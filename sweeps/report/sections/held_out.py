@@ -26,9 +26,11 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     proba = {a: arr[f"proba__{a}"] for a in names}
     L = ["## Held-out test", ""]
     used = int(info.get("used", 1))
-    L.append(f"**{info['n_samples']} samples ({info['n_patients']} patients)**, about {info['fraction']:.0%} of the "
-             f"patients, were set aside before the sweep (grouped by patient, stratified on the target, seed "
-             f"{info['seed']}); no trial saw them. After the selection, each configuration below was refitted on the "
+    where = (f"about {info['fraction']:.0%} of the patients, were set aside before the sweep (grouped by patient, "
+             f"stratified on the target, seed {info['seed']})" if info.get("source", "fraction") == "fraction" else
+             "a separate test cohort, were kept out of the sweep")
+    L.append(f"**{info['n_samples']} samples ({info['n_patients']} patients)**, {where}; no trial saw them. "
+             f"After the selection, each configuration below was refitted on the "
              f"whole development part ({info['n_dev_samples']} samples, {info['n_dev_patients']} patients) and scored "
              f"on the test part. " + ("**The test part was used once**, for these numbers only."
                                       if used == 1 else f"**Warning: the test part has been scored {used} times** "
