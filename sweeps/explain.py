@@ -240,6 +240,9 @@ def lesion_scores(model, cohort_root, seed: int, n_patients: int, modality: str 
     out = {"modality": modality, "lesion_studies": len(hits),
            "attention_top_slice_hit_rate": float(np.mean(hits)) if hits else float("nan"),
            "attention_chance": float(np.mean(chance)) if chance else float("nan")}
+    if not getattr(model.poolers.get(modality), "learnable", False):  # uniform weights: no slice is preferred
+        out["attention"] = f"pooling {model.meta['pooling']['name']!r} weighs every slice alike: no slice is preferred"
+        out["attention_top_slice_hit_rate"] = float("nan")
     if reason:
         out["gradcam"] = reason
     else:

@@ -122,8 +122,9 @@ def _explanations(ex: dict) -> list[str]:
             continue
         cam = (f"{number(s['gradcam_mass_in_lesion'])} vs {number(s['gradcam_chance'])} (n={s['gradcam_studies']})"
                if "gradcam_mass_in_lesion" in s else f"not available: {s.get('gradcam', '')}")
-        rows.append([arm, s["lesion_studies"], f"{number(s['attention_top_slice_hit_rate'])} vs "
-                     f"{number(s['attention_chance'])}", cam])
+        att = (s["attention"] if "attention" in s else
+               f"{number(s['attention_top_slice_hit_rate'])} vs {number(s['attention_chance'])}")
+        rows.append([arm, s["lesion_studies"], att, cam])
     L += [table(["model", "test studies with a lesion", "top-attended slice is a lesion slice (vs chance)",
                  "Grad-CAM mass in the lesion (vs chance)"], rows), ""]
     return L
