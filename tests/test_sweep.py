@@ -56,7 +56,7 @@ def test_report_regenerates_identically_apart_from_timestamp(quickstart_run, tmp
     strip = lambda t: "\n".join(ln for ln in t.splitlines() if "report written" not in ln)  # noqa: E731
     assert strip(again.read_text()) == strip(quickstart_run.read_text())
     pngs = sorted(p.name for p in quickstart_run.parent.glob("*.png"))
-    assert pngs == ["attention.png", "confusion.png", "paired.png", "roc.png"]
+    assert pngs == ["attention.png", "confusion.png", "held_out_reliability.png", "paired.png", "roc.png"]
     for name in pngs:
         assert (tmp_path / name).read_bytes() == (quickstart_run.parent / name).read_bytes(), name
         assert f"]({name})" in quickstart_run.read_text(), "every plot is linked from the markdown"
