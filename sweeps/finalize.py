@@ -23,9 +23,8 @@ def spec_of_run(meta: dict):
     spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
     if options.get("smoke"):
         spec = smoke(spec)
-    if "test_fraction" in options:
-        spec = replace(spec, test_fraction=options["test_fraction"] or 0.0)
-    return spec
+    # a run started before test parts existed had none: its trials saw every sample, so none is carved now
+    return replace(spec, test_fraction=options.get("test_fraction") or 0.0)
 
 
 def finalize(run_name: str, *, force: bool = False, progress: bool = False) -> Path:

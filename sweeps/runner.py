@@ -276,10 +276,9 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
     if options.get("smoke"):
         spec = smoke(spec)
-    if options.get("test_fraction"):
-        from dataclasses import replace
+    from dataclasses import replace
 
-        spec = replace(spec, test_fraction=options["test_fraction"])
+    spec = replace(spec, test_fraction=options.get("test_fraction") or 0.0)  # as started (none before test parts)
     if address:
         options["address"] = address
     if not options.get("address"):

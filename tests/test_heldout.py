@@ -94,3 +94,13 @@ def test_subgroups_infer_sex_and_age_bands():
     assert list(g) == ["age", "sex"]
     assert list(g["age"]) == ["<40", "40-59", "60+", "unknown"]
     assert list(g["sex"]) == ["F", "M", "unknown", "F"]
+
+
+def test_a_run_started_without_a_test_part_never_gets_one_carved_afterwards():
+    """The quickstart space now holds out 20%; a run made before (its trials saw every sample) must be
+    finalized and resumed without a test part, or its "test" patients would be ones the trials saw."""
+    from sweeps.finalize import spec_of_run
+
+    old = {"space": "quickstart", "options": {"smoke": True}}
+    assert spec_of_run(old).test_fraction == 0.0
+    assert spec_of_run({**old, "options": {"smoke": True, "test_fraction": 0.2}}).test_fraction == 0.2
