@@ -119,7 +119,8 @@ def test_a_report_that_fails_midway_leaves_nothing_half_written(quickstart_run, 
 def test_quickstart_holds_out_a_test_part_that_the_trials_never_saw_and_scores_it_once(quickstart_run):
     import numpy as np
 
-    from sweeps import heldout, load_model
+    from sweeps import load_model
+    from sweeps.finalize import finalize
 
     run = runner.runs_root() / "qs-smoke"
     info = json.loads((run / "model" / "test.json").read_text())
@@ -132,4 +133,4 @@ def test_quickstart_holds_out_a_test_part_that_the_trials_never_saw_and_scores_i
         assert needle in section, needle
     assert load_model(run / "model").class_names == ["none", "moderate", "severe"]
     with pytest.raises(FileExistsError, match="already used"):
-        heldout.finalize("qs-smoke")
+        finalize("qs-smoke")
