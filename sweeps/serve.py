@@ -172,12 +172,14 @@ document.getElementById('f').onsubmit = async (e) => {{
   e.preventDefault(); const out = document.getElementById('out'); out.textContent = 'Predicting...';
   const r = await fetch('/predict', {{method: 'POST', body: new FormData(e.target)}});
   const j = await r.json();
-  if (!r.ok) {{ out.innerHTML = '<p style="color:#b00">Error ' + r.status + ': ' + (j.detail || '') + '</p>'; return; }}
+  if (!r.ok) {{ out.innerHTML = '<p style="color:#b00"></p>';
+    out.firstChild.textContent = 'Error ' + r.status + ': ' + (typeof j.detail === 'string' ? j.detail : JSON.stringify(j.detail)); return; }}
   let h = '<h2>Prediction: ' + j.predicted + '</h2><table><tr><th>class</th><th>probability</th><th></th></tr>';
   for (const [c, p] of Object.entries(j.probabilities))
     h += '<tr><td>' + c + '</td><td>' + p.toFixed(3) + '</td><td><div class="bar" style="width:' + (p * 200) + 'px"></div></td></tr>';
-  h += '</table><p>' + j.explanation.summary + '</p>';
+  h += '</table><p id="summary"></p>';
   out.innerHTML = h;
+  document.getElementById('summary').textContent = j.explanation.summary;  // holds uploaded file names: text, not HTML
 }};
 </script></body></html>"""
 
