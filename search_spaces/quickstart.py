@@ -13,6 +13,7 @@ SPEC = SweepSpec(
     mode="max",
     num_samples=16,
     compare={"pooling": ["mean", "attention"]},  # every trial runs both, on the same folds
+    test_fraction=0.2,  # 20% of the patients held out, scored once after the sweep (report: "Held-out test")
     space={
         "encoder": "resnet18",
         "preprocessing": "grayscale_norm",

@@ -6,7 +6,7 @@ module pulls in Ray Tune and every component registry, which ``python -m sweeps 
 
 from __future__ import annotations
 
-__all__ = ["SweepSpec"]
+__all__ = ["SweepSpec", "load_model"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from .spec import SweepSpec
 
         return SweepSpec
+    if name == "load_model":  # lazily: loading a model needs skops/safetensors, a sweep does not
+        from .model import load_model
+
+        return load_model
     raise AttributeError(f"module 'sweeps' has no attribute {name!r}")

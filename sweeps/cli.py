@@ -30,7 +30,7 @@ def _run(a) -> int:
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
         progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option), track=a.track,
-        argv=a.argv)
+        argv=a.argv, test_fraction=a.test_fraction, test_data=a.test_data)
     return 0
 
 
@@ -207,6 +207,9 @@ def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoke", action="store_true",
                    help="2 trials on a small cohort (40 synthetic patients, or a generated stand-in of a real layout)")
     p.add_argument("--track", action="append", metavar="TOOL[=URI]", help=TRACK_HELP)
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="set aside this fraction of patients as a test part (grouped, stratified, seeded); overrides the space's")
+    p.add_argument("--test-data", metavar="PATH", help="a separate test cohort (same adapter), scored once after the sweep")
 
 
 def _args_resume(p: argparse.ArgumentParser) -> None:
@@ -307,6 +310,9 @@ MODULE_COMMANDS = (
     ("dashboard", "serve optuna-dashboard over a run's Optuna study (loopback by default)"),
     ("compare", "the best configurations of several runs side by side, paired differences on shared patients"),
     ("rerun", "repeat a finished run into a new run and say whether its report came out identical"),
+    ("finalize", "refit the chosen configuration, score the test part once, save the model"),
+    ("predict", "predict a cohort with a run's model"),
+    ("serve", "serve a run's model over HTTP (Ray Serve)"),
 )
 
 

@@ -202,10 +202,6 @@ def prepare(spec: SweepSpec, *, progress: bool = True, start: Callable[[], objec
     if moot:  # one instance per sample: every pooling returns that instance; run one arm, the report says why
         log.info("%s", moot["why"])
         handle.arms = {"pooling": [moot["ran"]]}
-    if start is not None and entries and not finetune:  # trials read the embeddings from Ray's object store
-        from trainables.trainable import share_bags
-
-        share_bags(handle)
     return cohort, fp, handle
 
 
@@ -224,6 +220,40 @@ def moot_pooling_compare(spec: SweepSpec, cohort) -> dict | None:
     return {"pooling": arms, "ran": ran,
             "why": f"every sample has at most one image instance per modality, so the poolings compared "
                    f"({', '.join(arms)}) all return that one embedding and cannot differ: only {ran} was run"}
+
+
+def test_part(spec: SweepSpec, handle, test_data: str | None = None, progress: bool = True):
+    """``(development handle, test handle or None)``: the space's ``test_fraction`` of the patients set
+    aside (``sweeps.heldout.split_test``), or a separate test cohort at ``test_data`` (the same adapter
+    and options, prepared like the development cohort; the whole of ``handle`` is then development)."""
+    from .heldout import split_test
+
+    if not test_data:
+        return split_test(spec, handle)
+    from dataclasses import replace
+
+    from .spec import SpecError
+
+    if spec.test_fraction:
+        raise SpecError(f"space {spec.name!r}: give a test_fraction or a separate test cohort (--test-data), not both")
+    _, _, test = prepare(replace(with_data(spec, test_data), test_fraction=0.0), progress=progress)
+    if tuple(test.class_names) != tuple(handle.class_names) or test.modalities != handle.modalities:
+        raise SpecError(f"test cohort {test_data}: classes {list(test.class_names)} / modalities {test.modalities} differ "
+                        f"from the development cohort's {list(handle.class_names)} / {handle.modalities}")
+    log.info("separate test cohort %s: %d samples; the trials never see it", test_data, len(test.y))
+    return handle, test
+
+
+def share(spec: SweepSpec, handle, start: Callable[[], object]) -> None:
+    """Put the development samples' bags into Ray's object store once (``trainables.trainable.share_bags``):
+    trials on any node read them zero-copy, without the driver's files. After the test part is split off,
+    so the shared bags are exactly the trials' samples."""
+    if spec.trainable == "finetune" or not handle.entries:
+        return
+    from trainables.trainable import share_bags
+
+    start()
+    share_bags(handle)
 
 
 def cohort_summary(cohort, targets: list[str]) -> dict:
@@ -273,12 +303,18 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         gpus_per_trial: float = 0, address: str | None = None, name: str | None = None,
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
         smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
-        track: list[str] | None = None, argv: list[str] | None = None) -> Path:
+        track: list[str] | None = None, argv: list[str] | None = None,
+        test_fraction: float | None = None, test_data: str | None = None) -> Path:
     """``argv``: the command as typed (recorded in sweep.json for the report's reproduction recipe)."""
     from .track import check as check_tracking
 
     check_tracking(track)  # --track values and their packages, before anything slow
     spec = with_data(load_space(space), data, cohort_options)
+    if test_fraction is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, test_fraction=test_fraction)
+        spec.validate()
     if smoke_test:
         spec = smoke(spec)
     if not address:
@@ -288,13 +324,20 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     if run_dir.exists():
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress, start=lambda: start_ray(address, dashboard_host, None))
+    from .heldout import finalize_run
+
+    handle, test = test_part(spec, handle, test_data, progress)  # the trials see the development part only
+    share(spec, handle, lambda: start_ray(address, dashboard_host, None))
     options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {}, "track": list(track or []),
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
-               "argv": list(argv) if argv else None, "space_sha256": space_sha256(space)}
+               "argv": list(argv) if argv else None, "space_sha256": space_sha256(space),
+               "test_fraction": spec.test_fraction, "test_data": str(Path(test_data).resolve()) if test_data else None}
     start_ray(address, dashboard_host, None)
     _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
+    if test is not None:
+        finalize_run(run_dir, spec, handle, test)
     return _finish(run_dir, write_report)
 
 
@@ -310,6 +353,9 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
     if options.get("smoke"):
         spec = smoke(spec)
+    from dataclasses import replace
+
+    spec = replace(spec, test_fraction=options.get("test_fraction") or 0.0)  # as started (none before test parts)
     if address:
         options["address"] = address
     if track and list(track) != options.get("track", []):  # Tune restores the callbacks the run started with
@@ -328,8 +374,14 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     tmp = meta_path.with_name(".sweep.json.tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, meta_path)
+    from .heldout import finalize_run
+
+    handle, test = test_part(spec, handle, options.get("test_data"), progress)  # the same split as at the start
+    share(spec, handle, lambda: start_ray(options.get("address"), dashboard_host, None))
     start_ray(options.get("address"), dashboard_host, None)
     _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
+    if test is not None and not (run_dir / "model" / "test.json").exists():
+        finalize_run(run_dir, spec, handle, test)
     return _finish(run_dir, write_report)
 
 

@@ -69,6 +69,7 @@ class SweepSpec:
     weights: dict[str, str] = field(default_factory=dict)  # encoder -> "random" | "pretrained" | "packaged" | a file
     trainable: str = "frozen"  # "frozen": heads on cached embeddings; "finetune": the encoder trained in each trial
     scheduler: str | None = None  # "asha": stop poor trials early on their per-epoch reports (finetune only)
+    test_fraction: float = 0.0  # patients set aside as a held-out test part, scored once after the sweep (sweeps.heldout)
 
     def validate(self) -> None:
         if self.metric not in METRICS and self.metric not in EXTRA_OBJECTIVES:
@@ -84,6 +85,8 @@ class SweepSpec:
         if self.scheduler and self.trainable != "finetune":
             raise SpecError(f"space {self.name!r}: scheduler {self.scheduler!r} acts on per-epoch reports, which only "
                             "trainable='finetune' makes")
+        if not (isinstance(self.test_fraction, (int, float)) and 0 <= self.test_fraction < 1):
+            raise SpecError(f"space {self.name!r}: test_fraction must be in [0, 1), got {self.test_fraction!r}")
         finetune = self.trainable == "finetune"
         allowed = SETTINGS | set(COMPONENTS) | (FINETUNE_SETTINGS if finetune else set())
         for key in self.space:

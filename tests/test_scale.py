@@ -115,24 +115,25 @@ import sweeps.runner as runner
 
 home = Path(os.environ["SWEEPS_HOME"])
 # single node, its own Ray; 2 CPUs per trial as below, so torch uses as many threads and sums in the same order
-runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, name="one_node", progress=False)
+runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, name="one_node", progress=False,
+           test_fraction=0.0)  # no held-out refit on the driver: this test is about the trials
 import ray
 ray.shutdown()
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 cluster.add_node(num_cpus=2)
 cluster.wait_for_nodes()
-real = runner.prepare
+real = runner.share
 moved = []
 
-def prepare_then_move_cache(spec, **kw):
-    out = real(spec, **kw)
-    shutil.move(str(home / "cache"), str(home / "cache-moved-away"))  # the driver's files are gone for the trials
+def share_then_move_cache(*a, **kw):  # once the embeddings are in the object store, the driver's files go
+    out = real(*a, **kw)
+    shutil.move(str(home / "cache"), str(home / "cache-moved-away"))
     moved.append(True)
     return out
 
-runner.prepare = prepare_then_move_cache
+runner.share = share_then_move_cache
 run = runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, address=cluster.address,
-                 name="two_node", progress=False)
+                 name="two_node", progress=False, test_fraction=0.0)
 done = sum(1 for d in (home / "runs" / "two_node").glob("trial_*") if list(d.glob("checkpoint_*/metrics.json")))
 ray.shutdown()
 cluster.shutdown()

@@ -58,7 +58,7 @@ def test_report_regenerates_identically_apart_from_timestamp(quickstart_run, tmp
     strip = lambda t: "\n".join(ln for ln in t.splitlines() if "report written" not in ln)  # noqa: E731
     assert strip(again.read_text()) == strip(quickstart_run.read_text())
     pngs = sorted(p.name for p in quickstart_run.parent.glob("*.png"))
-    assert pngs == ["attention.png", "confusion.png", "paired.png", "roc.png"]
+    assert pngs == ["attention.png", "confusion.png", "held_out_reliability.png", "paired.png", "roc.png"]
     for name in pngs:
         assert (tmp_path / name).read_bytes() == (quickstart_run.parent / name).read_bytes(), name
         assert f"]({name})" in quickstart_run.read_text(), "every plot is linked from the markdown"
@@ -116,3 +116,23 @@ def test_a_report_that_fails_midway_leaves_nothing_half_written(quickstart_run, 
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(runner.runs_root() / "qs-smoke", tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == [], "no report, no stray plot, no staging folder"
+
+
+def test_quickstart_holds_out_a_test_part_that_the_trials_never_saw_and_scores_it_once(quickstart_run):
+    import numpy as np
+
+    from sweeps import load_model
+    from sweeps.finalize import finalize
+
+    run = runner.runs_root() / "qs-smoke"
+    info = json.loads((run / "model" / "test.json").read_text())
+    dev, test = np.load(run / "targets.npz"), np.load(run / "model" / "test.npz")
+    assert info["used"] == 1 and info["fraction"] == 0.2
+    assert not set(dev["groups"]) & set(test["groups"])  # no test patient in any trial
+    assert len(dev["y"]) + len(test["y"]) == json.loads((run / "sweep.json").read_text())["cohort"]["samples"]
+    section = quickstart_run.read_text().split("## Held-out test")[1].split("\n## ")[0]
+    for needle in ("used once", "[95% CI]", "DeLong", "Brier", "ECE", "| sex |", "| age |", "reliability"):
+        assert needle in section, needle
+    assert load_model(run / "model").class_names == ["none", "moderate", "severe"]
+    with pytest.raises(FileExistsError, match="already used"):
+        finalize("qs-smoke")

@@ -64,11 +64,22 @@ class _Tabular:
             parts.append(("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
                                                OneHotEncoder(handle_unknown="ignore", sparse_output=False)), cat))
         if not parts:
+            self.fitted_ = (None, num, cat)
             return np.zeros((len(df), 0), np.float32)
         cat_df = df.copy()
         cat_df[cat] = cat_df[cat].astype(object).where(cat_df[cat].notna(), np.nan)
         ct = ColumnTransformer(parts)
         ct.fit(cat_df.iloc[train])
+        self.fitted_ = (ct, num, cat)  # kept for ``transform`` (a saved model applies it to new samples)
+        return np.asarray(ct.transform(cat_df), dtype=np.float32)
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """The transform ``fit_transform`` fitted, applied to new rows (same columns): (n, d) float32."""
+        ct, num, cat = self.fitted_
+        if ct is None:
+            return np.zeros((len(df), 0), np.float32)
+        cat_df = df[num + cat].copy()
+        cat_df[cat] = cat_df[cat].astype(object).where(cat_df[cat].notna(), np.nan)
         return np.asarray(ct.transform(cat_df), dtype=np.float32)
 
 

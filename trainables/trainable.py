@@ -76,6 +76,9 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
             import ray
 
             bags = ray.get(handle.shared[k])
+            n = {len(X) for X, _ in bags.values()}
+            if n and n != {len(handle.sample_ids)}:  # shared for another sample list: never mix them up
+                raise RuntimeError(f"shared bags hold {n} samples, the trial {len(handle.sample_ids)}; share after splitting")
         else:
             bags = _bags_from_cache(handle, path)
         _MEMO.clear()  # one encoder's bags at a time per worker keeps memory flat

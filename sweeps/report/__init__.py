@@ -39,6 +39,7 @@ from .sections import (
     ensemble_heads,
     failed,
     importance,
+    held_out,
     missing,
     per_target,
     pooling,
@@ -54,6 +55,7 @@ Section = Callable[[RunView, ReportOptions], list[str]]
 SECTIONS: tuple[Section, ...] = (
     data.section,            # title, data and method
     encoders.section,        # architecture, weights, input configuration, licence
+    held_out.section,        # the chosen model on the held-out test part (scored once)
     pooling.section,         # attention vs average pooling (paired)
     by_dimension.section,    # by head / sampling / PCA / tabular / fusion / text / encoder / preprocessing
     per_target.section,      # several targets: each on its labelled samples

@@ -86,3 +86,18 @@ def attention(panels: list[tuple[str, dict[str, np.ndarray]]], title: str, out: 
     fig.savefig(out / name, dpi=100, metadata=_META)
     plt.close(fig)
     return name
+
+
+def reliability(bins: list[tuple[float, float, int]], title: str, out: Path, name: str = "reliability.png") -> str:
+    """A reliability diagram: accuracy against mean top-class confidence per bin (marker size ~ count)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="perfect calibration")
+    if bins:
+        c, a, n = (np.array(v) for v in zip(*bins))
+        ax.plot(c, a, "-o", ms=3)
+        ax.scatter(c, a, s=20 + 180 * n / n.max(), alpha=0.5)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top class)", ylabel="accuracy", title=title)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=100, metadata=_META)
+    plt.close(fig)
+    return name

@@ -87,6 +87,17 @@ def read_run(run_dir: Path):
     return meta, targets, rows, failed, unfinished
 
 
+def read_held_out(run_dir: Path) -> dict | None:
+    """The held-out test of a run (``sweeps.heldout`` writes ``model/test.json`` and ``model/test.npz``):
+    ``{"info": test.json, "arrays": test.npz's arrays}``, or None when the run has none."""
+    folder = Path(run_dir) / "model"
+    if not (folder / "test.json").exists() or not (folder / "test.npz").exists():
+        return None
+    with np.load(folder / "test.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return {"info": json.loads((folder / "test.json").read_text()), "arrays": arrays}
+
+
 def _last_result(trial_dir: Path) -> dict:
     """The last row of Tune's result.json for a trial ({} if none or unreadable)."""
     f = trial_dir / "result.json"
@@ -289,6 +300,11 @@ class RunView:
         """The best row by the objective (the earliest among ties)."""
         pick = max if self.mode == "max" else min
         return pick(rs, key=lambda r: r.metrics[self.metric])
+
+    @cached_property
+    def held_out(self) -> dict | None:
+        """``read_held_out`` of the run."""
+        return read_held_out(self.run_dir)
 
     def ranked(self, rs: list[Row]) -> list[Row]:
         return sorted(rs, key=lambda r: r.metrics[self.metric], reverse=(self.mode == "max"))

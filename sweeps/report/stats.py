@@ -128,3 +128,93 @@ def paired_summary(d: np.ndarray) -> PairedSummary:
     except ValueError:
         pval = np.nan
     return PairedSummary(len(d), float(np.median(d)), wins, ties, losses, pval)
+
+
+# -- DeLong's test and calibration (the held-out test section) -----------------------------------------
+def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong placement values by midranks (Sun & Xu 2014): V10 (m,) for the positives,
+    V01 (n,) for the negatives; ties count one half."""
+    from scipy.stats import rankdata
+
+    m, n = len(pos), len(neg)
+    tz = rankdata(np.concatenate([pos, neg]))  # midranks in the pooled sample
+    tx, ty = rankdata(pos), rankdata(neg)
+    auc = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
+    return float(auc), (tz[:m] - tx) / n, 1.0 - (tz[m:] - ty) / m
+
+
+@dataclass(frozen=True)
+class DeLong:
+    """Paired AUC comparison: the two AUCs, their difference, its standard error, z and two-sided p."""
+
+    auc_a: float
+    auc_b: float
+    diff: float
+    se: float
+    z: float
+    p: float
+
+
+def delong_test(y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray) -> DeLong:
+    """DeLong, DeLong & Clarke-Pearson (1988) for two models scored on the same samples, with the
+    fast midrank algorithm of Sun & Xu (2014). Two classes: the AUC of the second class's probability,
+    exactly DeLong's. More classes: the one-vs-rest macro AUC (the mean over the classes that have
+    positives and negatives); its variance comes from each sample's influence, summed over the classes
+    (a sample is a positive of its class and a negative of the others), with DeLong's (k - 1)
+    denominators. ``proba_*`` (n, C); ``y`` (n,) class indices."""
+    from scipy.stats import norm
+
+    y = np.asarray(y)
+    C = proba_a.shape[1]
+    classes = [1] if C == 2 else [c for c in range(C) if 0 < (y == c).sum() < len(y)]
+    if not classes or (C == 2 and not 0 < (y == 1).sum() < len(y)):
+        return DeLong(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan)
+    infl = np.zeros(len(y))  # each sample's influence on the difference of the macro AUCs
+    aucs_a, aucs_b = [], []
+    for c in classes:
+        pos, neg = y == c, y != c
+        m, n = pos.sum(), neg.sum()
+        a, v10a, v01a = _placements(proba_a[pos, c], proba_a[neg, c])
+        b, v10b, v01b = _placements(proba_b[pos, c], proba_b[neg, c])
+        aucs_a.append(a)
+        aucs_b.append(b)
+        d = a - b
+        fac_m = 1 / np.sqrt(m * (m - 1)) if m > 1 else 0.0
+        fac_n = 1 / np.sqrt(n * (n - 1)) if n > 1 else 0.0
+        infl[pos] += ((v10a - v10b) - d) * fac_m / len(classes)
+        infl[neg] += ((v01a - v01b) - d) * fac_n / len(classes)
+    A, B = float(np.mean(aucs_a)), float(np.mean(aucs_b))
+    var = float((infl ** 2).sum())  # two classes: S10/m + S01/n of the differences, DeLong's exactly
+    se = float(np.sqrt(var))
+    if se <= 0:
+        return DeLong(A, B, A - B, 0.0, np.nan, 1.0 if A == B else 0.0)
+    z = (A - B) / se
+    return DeLong(A, B, A - B, se, float(z), float(2 * norm.sf(abs(z))))
+
+
+def delong_variance(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """(AUC, DeLong variance) of one binary score (``y`` in {0, 1})."""
+    auc, v10, v01 = _placements(score[y == 1], score[y == 0])
+    m, n = len(v10), len(v01)
+    return auc, float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
+
+
+def brier(y: np.ndarray, proba: np.ndarray) -> float:
+    """Multi-class Brier score: mean over samples of the squared distance to the one-hot label."""
+    onehot = np.eye(proba.shape[1])[y]
+    return float(((proba - onehot) ** 2).sum(1).mean())
+
+
+def reliability(y: np.ndarray, proba: np.ndarray, bins: int = 10):
+    """Top-class confidence in ``bins`` equal-width bins: (mean confidence, accuracy, count) per
+    non-empty bin, and the expected calibration error (the count-weighted mean |accuracy - confidence|)."""
+    conf, pred = proba.max(1), proba.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            rows.append((float(conf[sel].mean()), float((pred[sel] == y[sel]).mean()), int(sel.sum())))
+    ece = sum(n * abs(a - c) for c, a, n in rows) / max(len(y), 1)
+    return rows, float(ece)

@@ -80,7 +80,20 @@ def _severity(rng: np.random.Generator) -> int:
     return int(rng.choice(3, p=[0.7, 0.2, 0.1]))
 
 
-def _write(root: Path, seed: int, n_patients: int, size: int) -> None:
+def lesion_truth(seed: int = 0, n_patients: int = 300, size: int = 64) -> pd.DataFrame:
+    """Where the lesion was planted, replayed from the seed without writing anything: one row per
+    ``sagittal_t2`` series: ``study_id``, ``series_id``, ``n_slices``, ``first``/``width`` (the lesion
+    slices are positions first .. first+width-1 in slice order, 0-based; width 0: no lesion), ``cy``,
+    ``cx`` (pixel row/column of its centre) and ``radius`` (the blob's sigma in pixels). Keys and
+    geometry only: nothing identifying."""
+    rows: list[dict] = []
+    _write(None, seed, n_patients, size, truth=rows)
+    return pd.DataFrame(rows, columns=["study_id", "series_id", "n_slices", "first", "width", "cy", "cx", "radius"])
+
+
+def _write(root: Path | None, seed: int, n_patients: int, size: int, truth: list | None = None) -> None:
+    """Generate the cohort under ``root``; ``root=None`` writes nothing and only fills ``truth``
+    (the generator draws the same numbers either way)."""
     rng = np.random.default_rng(seed)
     label_rows, series_rows = [], []
     study_counter = 1000
@@ -114,8 +127,10 @@ def _write(root: Path, seed: int, n_patients: int, size: int) -> None:
                 series_id = str(series_counter)
                 series_rows.append({"study_id": study_id, "series_id": series_id,
                                     "series_description": DESCRIPTIONS[stype]})
-                _write_series(root / "images" / study_id / series_id, rng, stype, sev, size, identity,
-                              study_id, series_id)
+                _write_series(None if root is None else root / "images" / study_id / series_id, rng, stype, sev, size,
+                              identity, study_id, series_id, truth)
+    if root is None:
+        return
     pd.DataFrame(label_rows).to_csv(root / "labels.csv", index=False)
     pd.DataFrame(series_rows).to_csv(root / "series.csv", index=False)
 
@@ -148,11 +163,15 @@ def _slice_image(rng: np.random.Generator, size: int, k: int, n: int, stype: str
     return body + band + texture * body + rng.normal(0, 0.03, (size, size)).astype(np.float32)
 
 
-def _write_series(folder: Path, rng, stype: str, sev: int, size: int, identity: dict, study_id: str, series_id: str) -> None:
+def _write_series(folder: Path | None, rng, stype: str, sev: int, size: int, identity: dict, study_id: str,
+                  series_id: str, truth: list | None = None) -> None:
     from pydicom.uid import MRImageStorage, generate_uid
 
-    folder.mkdir(parents=True)
+    if folder is not None:
+        folder.mkdir(parents=True)
     n = int(rng.integers(8, 25))
+    start = width = 0
+    cy = cx = radius = float("nan")
     imgs = [_slice_image(rng, size, k, n, stype) for k in range(n)]
     if stype == LESION_SERIES and sev > 0:
         width = int(rng.integers(1, 4))  # lesion spans 1 to 3 adjacent slices
@@ -164,8 +183,15 @@ def _write_series(folder: Path, rng, stype: str, sev: int, size: int, identity: 
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2)).astype(np.float32)
         for j in range(width):
             imgs[start + j] = imgs[start + j] + amp * (1.0 if j == width // 2 else 0.6) * blob
+    if truth is not None and stype == LESION_SERIES:
+        truth.append({"study_id": study_id, "series_id": series_id, "n_slices": n, "first": start, "width": width,
+                      "cy": float(cy), "cx": float(cx), "radius": float(radius)})
     slope = float(rng.choice([1.0, 0.5, 2.0]))
     intercept = float(rng.choice([0.0, -1024.0, 100.0]))
+    if folder is None:  # a replay: draw what the file loop draws, write nothing
+        for _ in rng.permutation(n):
+            rng.integers(10**8, 10**9)
+        return
     series_uid = generate_uid()
     study_uid = f"1.2.826.0.1.3680043.8.498.{study_id}"
     sagittal = stype.startswith("sagittal")
