@@ -56,6 +56,84 @@ def check_gpu_request(gpus_per_trial: float, available: float | None = None) -> 
         )
 
 
+def local_cpus() -> int:
+    """CPUs this process may use (its affinity mask, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_address(address: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds if a cluster ``--address`` cannot be reached (``ray.init`` would retry for minutes).
+
+    ``auto`` (a cluster started on this machine) and ``local`` are left to Ray; ``host:port`` and
+    ``ray://host:port`` get a TCP connect to that port within ``timeout_s``."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ResourceError(f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ResourceError(f"--address {address!r}: cannot reach {host}:{port} within {timeout_s:g}s ({exc}); "
+                            "is the cluster up (`ray status` on its head) and the port open to this machine?") from None
+
+
+def check_run_options(*, num_samples: int | None, concurrency: int | None, cpus_per_trial: float,
+                      gpus_per_trial: float, address: str | None = None, available_cpus: float | None = None,
+                      available_gpus: float | None = None) -> None:
+    """Fail at once (``ResourceError``, exit 2) on run options that would make the sweep fail late,
+    run without end, or leave its trials PENDING forever; called by ``run`` and ``resume`` before the
+    cohort loads. ``num_samples`` None means the space's default. A local run compares the per-trial
+    request with this machine's CPUs and GPUs (``available_*`` override them, for tests); with
+    ``address`` the cluster is checked for reachability here and for resources once joined
+    (``check_cluster_resources``)."""
+    import math
+
+    if num_samples is not None and (not float(num_samples).is_integer() or num_samples < 1):
+        raise ResourceError(f"--trials must be a whole number >= 1, got {num_samples}")
+    if concurrency is not None and (not float(concurrency).is_integer() or concurrency < 1):
+        raise ResourceError(f"--concurrency must be a whole number >= 1, got {concurrency}")
+    if not math.isfinite(cpus_per_trial) or cpus_per_trial <= 0:
+        raise ResourceError(f"--cpus-per-trial must be > 0, got {cpus_per_trial:g} (a trial needs some CPU; "
+                            "fractions such as 0.5 are allowed)")
+    if cpus_per_trial > 1 and not float(cpus_per_trial).is_integer():
+        raise ResourceError(f"--cpus-per-trial above 1 must be a whole number, got {cpus_per_trial:g}")
+    if not math.isfinite(gpus_per_trial):
+        raise ResourceError(f"--gpus-per-trial must be a number >= 0, got {gpus_per_trial}")
+    if address:
+        check_gpu_request(gpus_per_trial, available=float("inf"))  # sign and shape only; the cluster's GPUs once joined
+        check_address(address)
+        return
+    cpus = float(local_cpus() if available_cpus is None else available_cpus)
+    if cpus_per_trial > cpus:
+        raise ResourceError(f"each trial asks for {cpus_per_trial:g} CPU but this machine has {cpus:g}: no trial could "
+                            f"ever start (it would wait PENDING forever). Use --cpus-per-trial {int(cpus)} or less, "
+                            "or join a cluster with larger nodes with --address.")
+    check_gpu_request(gpus_per_trial, available_gpus)
+
+
+def check_cluster_resources(cpus_per_trial: float, gpus_per_trial: float, nodes: list[dict]) -> None:
+    """The per-trial request against the largest alive node of a joined cluster (``ray.nodes()``):
+    a trial runs on one node, so a request no node can hold would wait forever."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    most_cpu = max((float(r.get("CPU", 0)) for r in alive), default=0.0)
+    most_gpu = max((float(r.get("GPU", 0)) for r in alive), default=0.0)
+    if cpus_per_trial > most_cpu:
+        raise ResourceError(f"each trial asks for {cpus_per_trial:g} CPU but the largest node of the cluster has "
+                            f"{most_cpu:g}: no trial could ever start. Use --cpus-per-trial {int(most_cpu) or 1} or less.")
+    if gpus_per_trial > most_gpu:
+        raise ResourceError(f"each trial asks for {gpus_per_trial:g} GPU but the largest node of the cluster has "
+                            f"{most_gpu:g}: no trial could ever start. Use --gpus-per-trial {most_gpu:g} or less.")
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -76,9 +154,11 @@ def smoke(spec: SweepSpec) -> SweepSpec:
     a small generated stand-in in its on-disk layout (unless ``--data`` points at the real one)."""
     from dataclasses import replace
 
-    from trainables.data import standin_root
+    from trainables.data import adapter, standin_root
+    from trainables.data.adapter import resolve_options
 
     opts = dict(spec.cohort_options)
+    resolve_options(spec.cohort, adapter(spec.cohort).OPTIONS, {k: v for k, v in opts.items() if k != "root"})
     if spec.cohort == "synthetic":
         opts["n_patients"] = min(opts.get("n_patients", 300), SMOKE_PATIENTS)
     elif not opts.get("root"):
@@ -214,14 +294,14 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     spec = with_data(load_space(space), data, cohort_options)
     if smoke_test:
         spec = smoke(spec)
-    if not address:
-        check_gpu_request(gpus_per_trial)  # before anything slow
+    check_run_options(num_samples=num_samples, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+                      gpus_per_trial=gpus_per_trial, address=address)  # before anything slow
     run_name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = runs_root() / run_name
     if run_dir.exists():
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     cohort, fp, handle = prepare(spec, progress=progress)
-    options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
+    options = {"num_samples": spec.num_samples if num_samples is None else num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {},
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
@@ -244,8 +324,9 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
         spec = smoke(spec)
     if address:
         options["address"] = address
-    if not options.get("address"):
-        check_gpu_request(options["gpus_per_trial"])
+    check_run_options(num_samples=options["num_samples"], concurrency=options["concurrency"],
+                      cpus_per_trial=options["cpus_per_trial"], gpus_per_trial=options["gpus_per_trial"],
+                      address=options.get("address"))
     cohort, fp, handle = prepare(spec, progress=progress)
     if fp != meta["fingerprint"]:
         raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
@@ -267,6 +348,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     handle.run_dir = str(run_dir)
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     check_gpu_request(options["gpus_per_trial"], cluster_gpus)
+    check_cluster_resources(options["cpus_per_trial"], options["gpus_per_trial"], ray.nodes())
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrency = options["concurrency"] or max(1, int(cpus // options["cpus_per_trial"]))
     if options["gpus_per_trial"]:
