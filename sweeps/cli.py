@@ -30,11 +30,11 @@ def _resume(a) -> int:
 
 def _report(a) -> int:
     from .report import write_report
-    from .runner import reports_root, runs_root
+    from .runner import no_run_message, reports_root, runs_root
 
     run_dir = runs_root() / a.run
     if not (run_dir / "sweep.json").exists():
-        raise FileNotFoundError(f"no run {a.run!r} under {runs_root()}")
+        raise FileNotFoundError(no_run_message(a.run))
     print(write_report(run_dir, reports_root() / a.run, html=a.html, k=a.k, reference=a.reference))
     return 0
 

@@ -134,6 +134,33 @@ def check_cluster_resources(cpus_per_trial: float, gpus_per_trial: float, nodes:
                             f"{most_gpu:g}: no trial could ever start. Use --gpus-per-trial {most_gpu:g} or less.")
 
 
+def clean_debris() -> list[Path]:
+    """Remove the hidden staging folders a killed run left behind (``trainables.staging``): report
+    staging (``reports/<run>/.report-*``), half-generated cohorts and stand-ins (``data/**/.<name>.*``)
+    and embedding cache temp folders (``cache/.tmp-*``). A folder whose owner process still runs (a
+    concurrent sweep's) is kept. Returns the folders removed."""
+    from trainables import staging
+
+    gone = staging.sweep(home() / "cache", ".tmp-*")
+    for parent in [home() / "data", *(p for p in (home() / "data").glob("*") if p.is_dir() and not p.name.startswith("."))]:
+        gone += staging.sweep(parent, ".*")
+    if reports_root().is_dir():
+        for d in reports_root().iterdir():
+            if d.is_dir():
+                gone += staging.sweep(d, ".report-*")
+    return gone
+
+
+def no_run_message(run_name: str) -> str:
+    """What ``run`` and ``resume`` both say about a run name, when there is no resumable run of it."""
+    run_dir = runs_root() / run_name
+    if run_dir.exists() and not (run_dir / "sweep.json").exists():
+        return (f"{run_dir} exists but holds no sweep.json: it is not a run that can be resumed (one killed before "
+                f"it started, or not a sweep's folder). Remove it, or start the run under another --name.")
+    known = sorted(p.name for p in runs_root().glob("*") if (p / "sweep.json").exists()) if runs_root().exists() else []
+    return f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}"
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -184,8 +211,12 @@ def load_cohort(spec: SweepSpec):
     return build(COHORTS, {"name": spec.cohort, spec.cohort: spec.cohort_options}, "cohort")
 
 
-def prepare(spec: SweepSpec, *, progress: bool = True):
-    """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
+def prepare(spec: SweepSpec, *, progress: bool = True, resuming: tuple[str, dict] | None = None):
+    """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached.
+
+    Returns ``(cohort, fingerprints, handle)``: the sweep's labelled cohort, ``Cohort.fingerprints`` of
+    the loaded cohort (``["images"]`` is the embedding cache's key part) and the trials' DataHandle.
+    ``resuming``: ``(run name, its sweep.json)``; a changed cohort is refused before anything is embedded."""
     import numpy as np
 
     from trainables.embed import embed_cohort
@@ -205,7 +236,10 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
         from .spec import SpecError
 
         raise SpecError(f"space {spec.name!r} names an image encoder but cohort {cohort.name!r} has no image modalities")
-    fp = cohort.fingerprint()
+    fps = cohort.fingerprints()
+    fp = fps["images"]
+    if resuming:
+        check_same_cohort(*resuming, fps)
     entries = {}
     finetune = spec.trainable == "finetune"
     if finetune:  # no embedding stage: each trial reads the slices and trains the encoder; entries: encoder -> weights
@@ -250,7 +284,7 @@ def prepare(spec: SweepSpec, *, progress: bool = True):
         targets=[(t, cohort.target(t).classes) for t in names] if Y is not None else None,
         instances=cohort.instances[["sample_id", "modality", "order", "path", "frame"]] if finetune else None,
     )
-    return cohort, fp, handle
+    return cohort, fps, handle
 
 
 def cohort_summary(cohort, targets: list[str]) -> dict:
@@ -299,7 +333,10 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
     run_name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = runs_root() / run_name
     if run_dir.exists():
+        if not (run_dir / "sweep.json").exists():
+            raise FileExistsError(no_run_message(run_name))
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
+    clean_debris()
     cohort, fp, handle = prepare(spec, progress=progress)
     options = {"num_samples": spec.num_samples if num_samples is None else num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
@@ -315,8 +352,7 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     run_dir = runs_root() / run_name
     meta_path = run_dir / "sweep.json"
     if not meta_path.exists():
-        known = sorted(p.name for p in runs_root().glob("*") if (p / "sweep.json").exists()) if runs_root().exists() else []
-        raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}")
+        raise FileNotFoundError(no_run_message(run_name))
     meta = json.loads(meta_path.read_text())
     options = meta["options"]
     spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
@@ -327,16 +363,28 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     check_run_options(num_samples=options["num_samples"], concurrency=options["concurrency"],
                       cpus_per_trial=options["cpus_per_trial"], gpus_per_trial=options["gpus_per_trial"],
                       address=options.get("address"))
-    cohort, fp, handle = prepare(spec, progress=progress)
-    if fp != meta["fingerprint"]:
-        raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
-                           "start a new run instead")
+    clean_debris()
+    cohort, fp, handle = prepare(spec, progress=progress, resuming=(run_name, meta))
     start_ray(options.get("address"), dashboard_host, None)
     _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
     return _finish(run_dir, write_report)
 
 
-def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: str, restore: bool) -> None:
+def check_same_cohort(run_name: str, meta: dict, now: dict[str, str]) -> None:
+    """Refuse to resume on a cohort that is not the one the run started on (``Cohort.fingerprints``
+    of the sweep's labelled cohort, kept in sweep.json): a resumed run would mix both in one report.
+    Runs started before the parts were kept compare the image fingerprint only."""
+    from trainables.data.cohort import CohortError
+
+    before = meta.get("fingerprints") or {"images": meta["fingerprint"]}
+    changed = [part for part, h in before.items() if now.get(part) != h]
+    if changed:
+        raise CohortError(f"the cohort changed since run {run_name!r} started: its {', '.join(changed)} differ "
+                          f"({', '.join(f'{p} {before[p]} -> {now.get(p)}' for p in changed)}); a resumed run would "
+                          "mix both versions in one report. Start a new run instead (or restore the data).")
+
+
+def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: dict, restore: bool) -> None:
     import optuna
     import ray
     from ray import tune
@@ -363,12 +411,14 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                                    restart_errored=False)
     else:
         run_dir.mkdir(parents=True)
-        meta = {"space": spec.name, "options": options, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
+        meta = {"space": spec.name, "options": options, "fingerprint": fp["images"], "fingerprints": fp, "cohort": summary, "metric": spec.metric,
                 "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
                 "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "description": spec.description, "target": summary["target"],
                 "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
-        (run_dir / "sweep.json").write_text(json.dumps(meta, indent=1))
+        tmp = run_dir / ".sweep.json.tmp"  # whole or absent: a run folder with a sweep.json is a run
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, run_dir / "sweep.json")
         import numpy as np
 
         extra = {}

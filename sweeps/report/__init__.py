@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,12 +82,15 @@ def write_report(run_dir: Path, out_dir: Path, *, html: bool = False, k: int = 5
     and, with ``html``, ``report.html`` too. ``k`` and ``reference``: as in ``build_report``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))  # plots and text written here first
+    from trainables import staging as staging_dirs
+
+    staging = staging_dirs.make(out_dir, ".report-")  # plots and text written here first (swept if killed)
     try:
         text = build_report(Path(run_dir), plot_dir=staging, k=k, reference=reference)
         if html:
             (staging / "report.html").write_text(to_html(text, f"Sweep report: {Path(run_dir).name}"))
         (staging / "report.md").write_text(text)
+        staging_dirs.release(staging)
         for f in sorted(staging.iterdir(), key=lambda p: p.name == "report.md"):  # report.md last
             os.replace(f, out_dir / f.name)
     finally:
