@@ -93,7 +93,7 @@ def _inspect(a) -> int:
     from .datainfo import format_summary, inspect_cohort
     from .spec import available_spaces, load_space
 
-    name, opts = a.cohort, {}
+    name, opts, spec = a.cohort, {}, None
     if name not in COHORTS and name in available_spaces():  # a space name: inspect the cohort it runs on
         spec = load_space(name)
         name, opts = spec.cohort, dict(spec.cohort_options)
@@ -101,7 +101,8 @@ def _inspect(a) -> int:
         opts["root"] = os.path.abspath(a.data)
     opts.update(_options(a.option))
     cohort = build(COHORTS, {"name": name, name: opts}, "cohort")
-    info = inspect_cohort(cohort, check_images=a.check_images)
+    info = inspect_cohort(cohort, check_images=a.check_images, **({} if spec is None else {
+        "targets": spec.target_names(cohort), "needs_images": bool(spec.embeddings())}))
     print(json.dumps(info, indent=1, default=str) if a.json else format_summary(info))
     return 0
 

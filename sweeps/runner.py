@@ -232,6 +232,13 @@ def prepare(spec: SweepSpec, *, progress: bool = True, resuming: tuple[str, dict
     if cohort.quarantine:
         log.warning("cohort %s: %d files quarantined (unreadable); `python -m sweeps data inspect` lists them",
                     cohort.name, len(cohort.quarantine))
+    from .datainfo import cohort_problems
+
+    problems = cohort_problems(cohort, names, needs_images=bool(spec.embeddings()))
+    if problems:  # a doomed cohort stops here, before anything is embedded or any trial runs
+        from trainables.data.cohort import CohortError
+
+        raise CohortError(f"cohort {cohort.name!r} cannot be swept: " + "; ".join(problems))
     if spec.embeddings() and not cohort.modalities:
         from .spec import SpecError
 

@@ -221,3 +221,38 @@ def test_a_run_folder_without_sweep_json_gets_one_message_from_run_and_resume(tm
     from_report = capsys.readouterr().err
     assert from_run == from_resume == from_report
     assert "holds no sweep.json" in from_run and str(tmp_path / "runs" / "half") in from_run
+
+
+# -- item 9: doomed cohorts stop before anything is embedded; `data inspect` says the same -------
+def _doomed(c, how):
+    from trainables.data.cohort import Cohort
+
+    s, i = c.samples.copy(), c.instances
+    if how == "one class":
+        s[c.targets[0].name] = c.targets[0].classes[0]
+    elif how == "no samples":
+        s, i = s.iloc[:0], i.iloc[:0]
+    elif how == "no readable image":
+        i = i.iloc[:0]
+    return Cohort(c.name, s, i, c.targets, c.modalities, c.tabular, c.text,
+                  quarantine=[{"path": "x.dcm", "reason": "truncated"}] if how == "no readable image" else [])
+
+
+@pytest.mark.parametrize("how, words", [("one class", "has one class"), ("no samples", "no samples"),
+                                        ("no readable image", "no readable image")])
+def test_a_doomed_cohort_is_an_error_before_anything_is_embedded(small_cohort, monkeypatch, how, words):
+    import sweeps.runner as runner
+    from sweeps.datainfo import format_summary, inspect_cohort
+    from sweeps.spec import load_space
+    from trainables import embed
+    from trainables.data.cohort import CohortError
+
+    doomed = _doomed(small_cohort, how)
+    monkeypatch.setattr(runner, "load_cohort", lambda spec: doomed)
+    monkeypatch.setattr(embed, "run_encoder", lambda *a, **k: (_ for _ in ()).throw(AssertionError("embedded")))
+    with pytest.raises(CohortError, match=words) as info:
+        runner.prepare(load_space("quickstart"), progress=False)
+    text = format_summary(inspect_cohort(doomed))
+    assert "cannot run a sweep on this cohort" in text and words in text
+    assert str(info.value).split("cannot be swept: ")[1].split("; ")[0] in text  # the same words
+    assert not inspect_cohort(small_cohort)["problems"]
