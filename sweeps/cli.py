@@ -193,12 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.data.cohort import CohortError
     from trainables.registry import ComponentArgumentError, UnknownComponentError
 
-    from .runner import ResourceError
+    from trainables.cache import DiskFullError
+
+    from .runner import ResourceError, SweepInterrupted
     from .spec import SpecError
 
     try:
         return a.fn(a)
     except (SpecError, ResourceError, UnknownComponentError, ComponentArgumentError, CohortError, FileNotFoundError,
-            FileExistsError) as exc:
+            FileExistsError, DiskFullError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (SweepInterrupted, KeyboardInterrupt) as exc:  # Ctrl-C: the shell's 128 + SIGINT
+        print(f"interrupted: {exc or 'stopped by Ctrl-C'}", file=sys.stderr)
+        return 130

@@ -23,6 +23,14 @@ class ResourceError(RuntimeError):
     """The sweep asks for resources the cluster does not have; raised before any trial starts."""
 
 
+class SweepInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the trials; raised after the partial report is written (exit 130)."""
+
+    def __init__(self, run_name: str, report: Path | None):
+        where = f"the report of the trials finished so far is at {report}; " if report else ""
+        super().__init__(f"run {run_name!r} was interrupted: {where}`python -m sweeps resume {run_name}` continues it")
+
+
 def home() -> Path:
     return Path(os.environ.get("SWEEPS_HOME", Path.cwd() / ".sweeps")).resolve()
 
@@ -312,20 +320,61 @@ def cohort_summary(cohort, targets: list[str]) -> dict:
     }
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node take 127.0.0.1 as its address
+
+
 def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
+    """Join ``address`` or start a local Ray instance whose every listener (GCS, raylet, object
+    manager, workers, dashboard agent, runtime-env agent, metrics) is bound to loopback.
+
+    Ray binds its gRPC servers to 127.0.0.1 only when the node's IP is 127.0.0.1, and it turns a
+    requested ``_node_ip_address="127.0.0.1"`` into the machine's routable IP unless clusters are
+    disabled (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's default on macOS/Windows). A local run
+    sets that switch while Ray starts (its processes inherit it), then puts it back; the dashboard
+    listens on ``dashboard_host`` (127.0.0.1 unless asked). A local run never joins a cluster found on
+    the machine (``ray start``'s address file, ``RAY_ADDRESS``): ``--address auto`` asks for that. Token auth stays disabled locally: nothing
+    listens beyond this machine. Joining a cluster with ``address`` is the user's network choice
+    (the README says what to secure there)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dashboard without a token; it listens on 127.0.0.1
     if ray.is_initialized():
         return None
     kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    if not address:
-        kwargs.update(include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-    ctx = ray.init(**kwargs)
+    if not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
+        kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
+        with _loopback_node():
+            ctx = ray.init(**kwargs)
+        ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
+        if ip and ip != "127.0.0.1":
+            log.warning("Ray's node address is %s, not loopback: its ports may be reachable from the network", ip)
+    else:
+        ctx = ray.init(**kwargs)
     url = getattr(ctx, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}", flush=True)
     return ctx
+
+
+class _loopback_node:
+    """While Ray starts: clusters off (env for Ray's processes, and the constant this process read
+    at import), so the node's address is 127.0.0.1; both restored after."""
+
+    def __enter__(self):
+        from ray._private import ray_constants  # Ray reads the switch once, at import
+
+        self.env, self.const = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+        os.environ[LOOPBACK_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+    def __exit__(self, *exc):
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = self.const
+        if self.env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = self.env
 
 
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
@@ -350,8 +399,9 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
                "cohort_options": cohort_options or {},
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space}
     start_ray(address, dashboard_host, None)
-    _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
-    return _finish(run_dir, write_report)
+    interrupted = _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp,
+                        restore=False)
+    return _finish(run_dir, write_report, interrupted)
 
 
 def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "127.0.0.1", progress: bool = True,
@@ -373,8 +423,8 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     clean_debris()
     cohort, fp, handle = prepare(spec, progress=progress, resuming=(run_name, meta))
     start_ray(options.get("address"), dashboard_host, None)
-    _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
-    return _finish(run_dir, write_report)
+    interrupted = _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
+    return _finish(run_dir, write_report, interrupted)
 
 
 def check_same_cohort(run_name: str, meta: dict, now: dict[str, str]) -> None:
@@ -391,7 +441,8 @@ def check_same_cohort(run_name: str, meta: dict, now: dict[str, str]) -> None:
                           "mix both versions in one report. Start a new run instead (or restore the data).")
 
 
-def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: dict, restore: bool) -> None:
+def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: dict, restore: bool) -> bool:
+    """Run (or restore) the Tuner; True when Ctrl-C stopped it."""
     import optuna
     import ray
     from ray import tune
@@ -412,35 +463,44 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         tune.with_parameters(finetune_trial if spec.trainable == "finetune" else sweep_trial, handle=handle),
         {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]},
     )
-    if restore:
+    remaining = None  # set when a resume finds Tune's state unreadable: a fresh Tuner here runs the rest
+    if restore and not tune_state_readable(run_dir):
+        remaining = restart_from_records(run_dir, options["num_samples"])
+        if remaining <= 0:
+            return False
+    if restore and remaining is None:
         log.info("resuming %s: finished trials are kept, unfinished ones rerun", run_dir.name)
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        run_dir.mkdir(parents=True)
-        meta = {"space": spec.name, "options": options, "fingerprint": fp["images"], "fingerprints": fp, "cohort": summary, "metric": spec.metric,
-                "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
-                "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "description": spec.description, "target": summary["target"],
-                "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
-        tmp = run_dir / ".sweep.json.tmp"  # whole or absent: a run folder with a sweep.json is a run
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, run_dir / "sweep.json")
-        import numpy as np
+        if remaining is None:
+            run_dir.mkdir(parents=True)
+            meta = {"space": spec.name, "options": options, "fingerprint": fp["images"], "fingerprints": fp, "cohort": summary, "metric": spec.metric,
+                    "mode": spec.mode, "seed": spec.seed, "folds": spec.folds, "compare": spec.compare,
+                    "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "description": spec.description, "target": summary["target"],
+                    "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None}
+            import numpy as np
 
-        extra = {}
-        if handle.Y is not None:  # several targets: every target's labels (-1 masked) and classes for the report
-            extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
-                     **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
-        np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
-                 **extra)
+            extra = {}
+            if handle.Y is not None:  # several targets: every target's labels (-1 masked) and classes for the report
+                extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
+                         **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
+            np.savez(run_dir / ".targets.tmp.npz", y=handle.y, groups=handle.groups.astype(str),
+                     classes=np.array(handle.class_names), **extra)
+            os.replace(run_dir / ".targets.tmp.npz", run_dir / "targets.npz")
+            tmp = run_dir / ".sweep.json.tmp"  # whole or absent, and last: a run folder with a sweep.json is a run
+            tmp.write_text(json.dumps(meta, indent=1))
+            os.replace(tmp, run_dir / "sweep.json")
         if _has_domain(spec.space):
             searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
-                                    sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+                                    sampler=optuna.samplers.TPESampler(  # a restart from records: new proposals
+                                        seed=spec.seed + (0 if remaining is None else options["num_samples"] - remaining),
+                                        n_startup_trials=8))
         else:  # nothing to search: Optuna refuses an empty space, Tune's basic generator repeats the config
             log.info("space %s has no tune domains: running the fixed configuration", spec.name)
             searcher = None
-        param_space, num_samples = spec.space, options["num_samples"]
+        param_space, num_samples = spec.space, options["num_samples"] if remaining is None else remaining
         if spec.repeats > 1:  # each configuration runs `repeats` times with __trial_index__ 0.. (the seed offset)
             if searcher is not None:
                 from ray.tune.search import Repeater
@@ -462,7 +522,70 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
-    tuner.fit()  # a trial that raises is recorded (error.txt) and the sweep goes on
+    return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
+
+
+def tune_state_readable(run_dir: Path) -> bool:
+    """Whether Tune can restore ``run_dir``: its tuner.pkl and the newest experiment, searcher and
+    generator state files load (a full disk leaves them empty or cut short)."""
+    import pickle
+
+    try:
+        pickle.loads((run_dir / "tuner.pkl").read_bytes())
+        states = sorted(run_dir.glob("experiment_state-*.json"))
+        if not states:
+            return False
+        for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
+            newest = sorted(run_dir.glob(pattern))[-1:]
+            for f in newest:
+                pickle.loads(f.read_bytes()) if f.suffix == ".pkl" else json.loads(f.read_text())
+    except Exception:  # noqa: BLE001 - whatever unpickling an empty or cut file raises
+        return False
+    return True
+
+
+def restart_from_records(run_dir: Path, requested: int) -> int:
+    """Tune's state of ``run_dir`` is unusable: set it aside (``.tune-state-unreadable-*``, with the
+    folders of trials that left no record), keep every trial record, and return how many trials are
+    still to run (requested minus those that ended: finished, failed or stopped early)."""
+    from .report import load
+
+    view = load(run_dir)
+    aside = run_dir / f".tune-state-unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file() and (f.name == "tuner.pkl" or f.name.startswith(("experiment_state-", "search_gen_state-",
+                                                                         "searcher-state-", "basic-variant-state-"))):
+            os.replace(f, aside / f.name)
+    for trial, _params in view.unfinished:
+        if (run_dir / f"trial_{trial}").is_dir():
+            os.replace(run_dir / f"trial_{trial}", aside / f"trial_{trial}")
+    remaining = (view.trials_requested or requested) - view.trials_ended
+    log.warning("run %s: Tune's saved state is unreadable (a full disk?); set aside in %s. Restarting from the trial "
+                "records: %d trial(s) ended, %d to run", run_dir.name, aside.name, view.trials_ended, max(0, remaining))
+    return remaining
+
+
+def fit_noting_sigint(tuner) -> bool:
+    """``tuner.fit()``; True when SIGINT (Ctrl-C) stopped it. Tune catches the first SIGINT, saves its
+    state and returns, putting back the SIGINT handler it found: a handler of ours installed before
+    ``fit`` is back in place exactly when Tune was interrupted (a second Ctrl-C raises KeyboardInterrupt)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        tuner.fit()
+        return False
+
+    def ours(sig, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, ours)
+    try:
+        tuner.fit()
+        return signal.getsignal(signal.SIGINT) is ours
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _has_domain(space) -> bool:
@@ -485,14 +608,18 @@ def _reporter(spec: SweepSpec):
                        max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
 
 
-def _finish(run_dir: Path, write_report: bool) -> Path:
-    if not write_report:
-        return run_dir
-    from .report import write_report as _write
+def _finish(run_dir: Path, write_report: bool, interrupted: bool = False) -> Path:
+    """Write the report (marked interrupted when fewer trials ended than were asked for); raise
+    ``SweepInterrupted`` after it when Ctrl-C stopped the trials."""
+    out = None
+    if write_report:
+        from .report import write_report as _write
 
-    out = _write(run_dir, reports_root() / run_dir.name)
-    print(f"Report: {out}", flush=True)
-    return out
+        out = _write(run_dir, reports_root() / run_dir.name)
+        print(f"Report: {out}", flush=True)
+    if interrupted:
+        raise SweepInterrupted(run_dir.name, out)
+    return out or run_dir
 
 
 def _space_repr(space) -> dict:

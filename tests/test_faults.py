@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -256,3 +257,242 @@ def test_a_doomed_cohort_is_an_error_before_anything_is_embedded(small_cohort, m
     assert "cannot run a sweep on this cohort" in text and words in text
     assert str(info.value).split("cannot be swept: ")[1].split("; ")[0] in text  # the same words
     assert not inspect_cohort(small_cohort)["problems"]
+
+
+# == sweeps in subprocesses: Ctrl-C, Ray's listeners, Tune's files cut short, kills ==================
+# One SWEEPS_HOME for the module: the first sweep generates the smoke cohort and embeds it (and is
+# killed while embedding); the others reuse that cache.
+SPACE = ["quickstart", "--smoke", "--concurrency", "1", "--no-progress"]
+ITEM1_LANDED = False  # issue 12 item 1 (finished trials never rerun after a kill): set True once it is merged
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    return {**os.environ, "SWEEPS_HOME": str(root / "home"), "SWEEPS_REPORTS": str(root / "reports"),
+            "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+
+
+def _start(env, *args) -> subprocess.Popen:
+    """``python -m sweeps ARGS`` in its own process group (as a terminal runs it), output to a log."""
+    log = open(Path(env["SWEEPS_HOME"]).parent / f"{args[0]}-{time.time_ns()}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+
+
+def _cli(env, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _output(proc) -> str:
+    return Path(proc.stdout.name).read_text()[-4000:]
+
+
+def _records(run_dir: Path) -> dict[str, int]:
+    """Trials whose record is complete (config, metrics and OOF arrays readable) -> metrics.json's mtime."""
+    out = {}
+    for ck in Path(run_dir).glob("trial_*/checkpoint_*"):
+        try:
+            json.loads((ck / "config.json").read_text())
+            json.loads((ck / "metrics.json").read_text())
+            np.load(ck / "oof.npz").files
+        except (OSError, ValueError, EOFError):
+            continue
+        out[ck.parent.name] = (ck / "metrics.json").stat().st_mtime_ns
+    return out
+
+
+def _wait(proc, cond, timeout=420, every=0.2) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not cond():
+        time.sleep(every)
+    assert proc.poll() is None, f"the sweep ended before the moment to interrupt it:\n{_output(proc)}"
+    assert cond(), f"timed out waiting:\n{_output(proc)}"
+
+
+def _kill(proc) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+    proc.wait()
+
+
+def _assert_complete(env, name, requested) -> str:
+    """Every record intact, as many trials as requested (at least, until item 1 lands), the report whole
+    and not marked interrupted, no staging debris beside it."""
+    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / name
+    recs = _records(run_dir)
+    assert len(recs) >= requested, recs
+    report = Path(env["SWEEPS_REPORTS"]) / name / "report.md"
+    text = report.read_text()
+    assert "Interrupted" not in text and "## Data and method" in text
+    assert f"- Trials: {len(recs)} finished, 0 failed, 0 unfinished" in text  # every record reaches the report
+    assert not list(report.parent.glob(".report-*"))
+    return text
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for st in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = st.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(st.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _listeners(pids: set[int]) -> list[tuple[str, str]]:
+    """(local address, process) of every listening TCP socket of ``pids`` (``ss -ltnp``)."""
+    ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    out = []
+    for line in ss.splitlines():
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            out.append((line.split()[3], ",".join(re.findall(r'"([^"]+)"', line))))
+    return out
+
+
+def _loopback(addr: str) -> bool:
+    host = addr.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")
+
+
+def test_kill_during_embedding_then_run_again(env):
+    """A kill while the encoder runs leaves no run (sweep.json is written after the embeddings) and no
+    cache entry; running again finishes, and sweeps the dead run's staging folders."""
+    home = Path(env["SWEEPS_HOME"])
+    proc = _start(env, "run", *SPACE, "--name", "emb")
+    _wait(proc, lambda: any(home.glob("data/synthetic-v1/*/COMPLETE")), every=0.05)
+    time.sleep(3)  # the encoder is running: the smoke cohort's 2153 slices take tens of seconds
+    assert not list(home.glob("cache/*/meta.json")), "embedding finished before the kill"
+    _kill(proc)
+    debris = staging.make(Path(env["SWEEPS_REPORTS"]) / "emb", ".report-")  # as a killed report writer leaves
+    (debris / staging.OWNER).write_text(f"{os.uname().nodename} {proc.pid}\n")
+    assert not (home / "runs" / "emb" / "sweep.json").exists()
+    res = _cli(env, "resume", "emb")
+    assert res.returncode == 2 and "no run 'emb'" in res.stderr  # nothing to resume: the run never started
+    res = _cli(env, "run", *SPACE, "--name", "emb")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    _assert_complete(env, "emb", 2)
+    assert not debris.exists()
+
+
+def test_ctrl_c_exits_130_marks_the_report_and_resume_completes_it_and_ray_listens_on_loopback(env):
+    """Items 3 and 10: SIGINT to the sweep's process group (what Ctrl-C sends) stops it with exit 130
+    and a report marked "Interrupted (k of 6 trials)"; `resume` finishes it. While trials run, every
+    listening socket of the run's processes (Ray's GCS, raylet, workers, agents, dashboard) is on loopback."""
+    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "ctrlc"
+    proc = _start(env, "run", *SPACE, "--trials", "6", "--name", "ctrlc")
+    _wait(proc, lambda: len(_records(run_dir)) >= 1)
+    seen = []
+    for _ in range(5):  # workers come and go: look a few times
+        seen += _listeners(_descendants(proc.pid))
+        time.sleep(0.5)
+    names = {n for _, n in seen}
+    assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), seen
+    exposed = sorted({(a, n) for a, n in seen if not _loopback(a)})
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    os.killpg(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=300)
+    assert rc == 130, _output(proc)
+    text = (Path(env["SWEEPS_REPORTS"]) / "ctrlc" / "report.md").read_text()
+    m = re.search(r"\*\*Interrupted \((\d+) of 6 trials\)\*\*", text)
+    assert m and 1 <= int(m.group(1)) < 6, text[:600]
+    assert text.index("Interrupted") < text.index("## Data and method")  # at the top
+    res = _cli(env, "resume", "ctrlc", "--no-progress")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    _assert_complete(env, "ctrlc", 6)
+
+
+def test_report_and_resume_survive_tunes_files_empty_or_cut_short(env):
+    """Item 4: a full disk leaves Tune's files empty or cut short; the report and resume read the
+    trials' own records and sweep.json."""
+    import shutil
+
+    src = Path(env["SWEEPS_HOME"]) / "runs" / "ctrlc"
+    assert (src / "sweep.json").exists(), "needs the run of the Ctrl-C test"
+    run_dir = src.parent / "fulldisk"
+    shutil.copytree(src, run_dir)
+    before = _records(run_dir)
+    for f in [*run_dir.glob("trial_*/params.json"), run_dir / "tuner.pkl", *run_dir.glob("experiment_state-*.json"),
+              *run_dir.glob("searcher-state-*.pkl"), *run_dir.glob("search_gen_state-*.json")]:
+        f.write_bytes(b"")
+    for f in run_dir.glob("trial_*/result.json"):
+        f.write_bytes(f.read_bytes()[:50])
+    res = _cli(env, "report", "fulldisk")
+    assert res.returncode == 0, res.stderr[-3000:]
+    ours = (Path(env["SWEEPS_REPORTS"]) / "fulldisk" / "report.md").read_text()
+    theirs = (Path(env["SWEEPS_REPORTS"]) / "ctrlc" / "report.md").read_text()
+    strip = lambda t: re.sub(r"report written [0-9: -]+", "", t).replace("fulldisk", "ctrlc")  # noqa: E731
+    assert strip(ours) == strip(theirs)
+    res = _cli(env, "resume", "fulldisk", "--no-progress")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "unreadable" in res.stdout + res.stderr
+    assert _records(run_dir) == before  # nothing rerun, nothing lost
+    _assert_complete(env, "fulldisk", 6)
+
+
+def test_resume_refuses_a_relabelled_cohort(env):
+    """Item 2: relabel 13 rows of the cohort a finished run used: resume refuses, naming the labels."""
+    labels = next(Path(env["SWEEPS_HOME"]).glob("data/synthetic-v1/*/labels.csv"))
+    original = labels.read_bytes()
+    df = pd.read_csv(labels, dtype=str)
+    df.loc[:12, "severity"] = df.loc[:12, "severity"].map({"none": "severe", "moderate": "none", "severe": "none"})
+    try:
+        df.to_csv(labels, index=False)
+        res = _cli(env, "resume", "ctrlc", "--no-progress")
+    finally:
+        labels.write_bytes(original)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "the cohort changed since run 'ctrlc' started: its labels differ" in res.stderr
+    assert "embedding cache" not in res.stdout + res.stderr  # refused before the embed stage
+
+
+def test_kill_during_trials_then_resume(env):
+    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "trials"
+    proc = _start(env, "run", *SPACE, "--trials", "4", "--name", "trials")
+    _wait(proc, lambda: len(_records(run_dir)) >= 1)
+    _kill(proc)
+    res = _cli(env, "resume", "trials", "--no-progress")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    _assert_complete(env, "trials", 4)
+
+
+def test_kill_during_report_writing_then_resume(env):
+    """Also: a local run starts its own Ray, whatever cluster address the machine advertises (a dead
+    one here, as a killed `ray start` leaves in /tmp/ray/ray_current_cluster)."""
+    out = Path(env["SWEEPS_REPORTS"]) / "rep"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {**env, "RAY_ADDRESS": dead}
+    proc = _start(env, "run", *SPACE, "--trials", "2", "--name", "rep")
+    _wait(proc, lambda: bool(list(out.glob(".report-*"))), every=0.01)
+    _kill(proc)
+    assert list(out.glob(".report-*")) and not (out / "report.md").exists()
+    res = _cli(env, "resume", "rep", "--no-progress")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    _assert_complete(env, "rep", 2)
+
+
+@pytest.mark.skipif(not ITEM1_LANDED, reason="issue 12 item 1 (finished trials never rerun after a kill) belongs to "
+                                             "the searcher rewrite; enable with ITEM1_LANDED once it is merged")
+def test_after_a_kill_no_finished_trial_reruns_and_each_configuration_counts_once(env):
+    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "item1"
+    proc = _start(env, "run", *SPACE, "--trials", "4", "--name", "item1")
+    _wait(proc, lambda: len(_records(run_dir)) >= 2)
+    _kill(proc)
+    before = _records(run_dir)
+    res = _cli(env, "resume", "item1", "--no-progress")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    after = _records(run_dir)
+    assert len(after) == 4, after
+    assert all(after[t] == m for t, m in before.items())
+    configs = [json.loads(next((run_dir / t).glob("checkpoint_*/config.json")).read_text()) for t in after]
+    keys = {json.dumps({k: v for k, v in c.items() if k != "__trial_index__"}, sort_keys=True) for c in configs}
+    assert len(keys) == len(configs), "a configuration was counted twice"

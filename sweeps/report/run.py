@@ -15,6 +15,7 @@ A leaf: imports only the statistics (for the memo of each row's CIs).
 from __future__ import annotations
 
 import json
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -64,12 +65,12 @@ def read_run(run_dir: Path):
     rows, failed, unfinished = [], [], []
     for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("trial_")):
         trial = d.name.split("_", 1)[1]  # trial_<id>
-        ckpts = sorted(d.glob("checkpoint_*/metrics.json"))
-        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
+        record = _last_record(d)
+        params = _read_json(d / "params.json") or (record[0] if record else {})  # Tune's copy may be empty (full disk)
         if (d / "error.txt").exists():
-            failed.append((trial, params, (d / "error.txt").read_text()))
+            failed.append((trial, params, (d / "error.txt").read_text(errors="replace")))
             continue
-        if not ckpts:
+        if record is None:
             last = _last_result(d)
             if last.get("done") and "epochs_done" in last:  # stopped by ASHA after a per-epoch report: not a crash
                 meta.setdefault("stopped_early", []).append(
@@ -77,17 +78,37 @@ def read_run(run_dir: Path):
             else:
                 unfinished.append((trial, params))
             continue
-        ck = ckpts[-1].parent
-        config = json.loads((ck / "config.json").read_text())
-        result = json.loads((ck / "metrics.json").read_text())
-        oof = np.load(ck / "oof.npz")
+        config, result, oof = record
         arms = sorted({k.split("/")[1] for k in result if k.startswith("arm/")})
         for arm in arms:
             m = {k.split("/", 2)[2]: v for k, v in result.items() if k.startswith(f"arm/{arm}/")}
-            attn = {f.split("__", 2)[2]: oof[f] for f in sorted(oof.files) if f.startswith(f"attn__{arm}__")}
-            per_target = {f.split("__t__", 1)[1]: oof[f] for f in sorted(oof.files) if f.startswith(f"{arm}__t__")}
-            rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof.files else None, attn, per_target))
+            attn = {f.split("__", 2)[2]: oof[f] for f in sorted(oof) if f.startswith(f"attn__{arm}__")}
+            per_target = {f.split("__t__", 1)[1]: oof[f] for f in sorted(oof) if f.startswith(f"{arm}__t__")}
+            rows.append(Row(trial, arm, config, m, oof[arm] if arm in oof else None, attn, per_target))
     return meta, targets, rows, failed, unfinished
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON file's content, {} when it is missing, empty or cut short (Tune's files on a full disk)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _last_record(trial_dir: Path):
+    """``(config, metrics, oof arrays)`` of a trial's last complete checkpoint, or None: a checkpoint
+    with a file missing, empty or cut short (a kill or a full disk while it was copied) is passed over."""
+    for ck in sorted((p.parent for p in trial_dir.glob("checkpoint_*/metrics.json")), reverse=True):
+        try:
+            config = json.loads((ck / "config.json").read_text())
+            result = json.loads((ck / "metrics.json").read_text())
+            with np.load(ck / "oof.npz") as z:
+                oof = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            continue
+        return config, result, oof
+    return None
 
 
 def _last_result(trial_dir: Path) -> dict:
@@ -209,6 +230,26 @@ class RunView:
     def repeated_seeds(self) -> dict[tuple[str, str], list[Row]] | None:
         """``seeds`` when the run repeated configurations over seeds, else None."""
         return self.seeds if has_repeats(self.seeds) else None
+
+    @property
+    def trials_requested(self) -> int | None:
+        """The trials the run was asked for (None when sweep.json does not say). A space without
+        domains repeated over seeds runs whole repeats, so the smaller of both counts is taken."""
+        n = self.meta.get("options", {}).get("num_samples")
+        if not n:
+            return None
+        repeats = int(self.meta.get("repeats") or 1)
+        return min(n, max(1, n // repeats) * repeats) if repeats > 1 else int(n)
+
+    @property
+    def trials_ended(self) -> int:
+        """Trials that ran to an end: finished (a record), failed (an error), or stopped early by ASHA."""
+        return len({r.trial for r in self.rows}) + len(self.failed) + len(self.meta.get("stopped_early", []))
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether fewer trials ended than were asked for: a run stopped by Ctrl-C or a kill, not resumed."""
+        return self.trials_requested is not None and self.trials_ended < self.trials_requested
 
     def ci_of(self, r: Row) -> dict[str, tuple[float, float]]:
         key = (r.trial, r.arm)
