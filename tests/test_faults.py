@@ -348,6 +348,9 @@ def _descendants(pid: int) -> set[int]:
 
 def _listeners(pids: set[int]) -> list[tuple[str, str]]:
     """(local address, process) of every listening TCP socket of ``pids`` (``ss -ltnp``)."""
+    import shutil
+
+    assert shutil.which("ss"), "`ss` not found: install iproute2 (.ci/run does)"
     ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
     out = []
     for line in ss.splitlines():
