@@ -43,11 +43,11 @@ def _resume(a) -> int:
 
 def _report(a) -> int:
     from .report import write_report_files
-    from .runner import reports_root, runs_root
+    from .runner import no_run_message, reports_root, runs_root
 
     run_dir = runs_root() / a.run
     if not (run_dir / "sweep.json").exists():
-        raise FileNotFoundError(f"no run {a.run!r} under {runs_root()}")
+        raise FileNotFoundError(no_run_message(a.run))
     for path in write_report_files(run_dir, reports_root() / a.run, html=a.html, k=a.k, reference=a.reference).values():
         print(path)
     return 0
@@ -168,7 +168,7 @@ def _inspect(a) -> int:
     from .datainfo import format_summary, inspect_cohort
     from .spec import available_spaces, load_space
 
-    name, opts = a.cohort, {}
+    name, opts, spec = a.cohort, {}, None
     if name not in COHORTS and name in available_spaces():  # a space name: inspect the cohort it runs on
         spec = load_space(name)
         name, opts = spec.cohort, dict(spec.cohort_options)
@@ -176,7 +176,8 @@ def _inspect(a) -> int:
         opts["root"] = os.path.abspath(a.data)
     opts.update(_options(a.option))
     cohort = build(COHORTS, {"name": name, name: opts}, "cohort")
-    info = inspect_cohort(cohort, check_images=a.check_images)
+    info = inspect_cohort(cohort, check_images=a.check_images, **({} if spec is None else {
+        "targets": spec.target_names(cohort), "needs_images": bool(spec.embeddings())}))
     print(json.dumps(info, indent=1, default=str) if a.json else format_summary(info))
     return 0
 
@@ -327,12 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.data.cohort import CohortError
     from trainables.registry import ComponentArgumentError, UnknownComponentError
 
-    from .runner import ResourceError
+    from trainables.cache import DiskFullError
+
+    from .runner import ResourceError, SweepInterrupted
     from .spec import SpecError
 
     try:
         return a.fn(a)
     except (SpecError, ResourceError, UnknownComponentError, ComponentArgumentError, CohortError, FileNotFoundError,
-            FileExistsError) as exc:
+            FileExistsError, DiskFullError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (SweepInterrupted, KeyboardInterrupt) as exc:  # Ctrl-C: the shell's 128 + SIGINT
+        print(f"interrupted: {exc or 'stopped by Ctrl-C'}", file=sys.stderr)
+        return 130

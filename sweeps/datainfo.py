@@ -3,6 +3,10 @@
 Samples, patients, image modalities present and missing, label counts per target (masked blanks
 counted apart), tabular and text columns, columns the leakage guard flagged, and files set aside as
 unreadable. Only pseudonymous keys and file paths are printed, never a DICOM header value.
+
+``cohort_problems`` is the one judgement of a doomed cohort (no sample, a target with one class or none
+labelled, no readable image for a space that embeds images): ``run``/``resume`` refuse such a cohort
+before anything is embedded, and ``data inspect`` prints the same lines.
 """
 
 from __future__ import annotations
@@ -15,8 +19,40 @@ import pandas as pd
 log = logging.getLogger("sweeps.data")
 
 
-def inspect_cohort(cohort, check_images: bool = False) -> dict:
-    """A plain-dict summary of ``cohort``; ``check_images`` decodes every instance and lists failures."""
+def cohort_problems(cohort, targets: list[str], needs_images: bool) -> list[str]:
+    """Why a sweep on ``cohort`` predicting ``targets`` could not learn anything ([] when it can): no
+    sample; a target none of whose samples is labelled, or labelled with one class only (with several
+    targets: only when every target is so); ``needs_images`` (the space embeds images) and not one
+    readable image instance."""
+    import numpy as np
+
+    name = cohort.name
+    if len(cohort.samples) == 0:
+        return [f"cohort {name!r} has no samples (none left after the adapter's filters): nothing to train on"]
+    out, per_target = [], []
+    for t in targets:
+        y = cohort.labels(t)
+        labelled = y[y >= 0]
+        if len(labelled) == 0:
+            per_target.append(f"no sample is labelled for target {t!r}")
+        elif len(np.unique(labelled)) < 2:
+            only = cohort.target(t).classes[int(labelled[0])]
+            per_target.append(f"target {t!r} has one class: all {len(labelled)} labelled samples are {only!r} "
+                              "(a classifier needs at least two)")
+    if len(per_target) == len(targets):
+        out += per_target
+    if needs_images and cohort.modalities and len(cohort.instances) == 0:
+        q = len(cohort.quarantine)
+        out.append(f"cohort {name!r} has no readable image" + (f" ({q} files quarantined as unreadable; "
+                   "`python -m sweeps data inspect` lists them)" if q else "") + ", but the space embeds images")
+    return out
+
+
+def inspect_cohort(cohort, check_images: bool = False, targets: list[str] | None = None,
+                   needs_images: bool | None = None) -> dict:
+    """A plain-dict summary of ``cohort``; ``check_images`` decodes every instance and lists failures.
+    ``problems``: ``cohort_problems`` for ``targets`` (default: the first, what a sweep predicts unless
+    its space says otherwise) and ``needs_images`` (default: whether the cohort declares modalities)."""
     s, i = cohort.samples, cohort.instances
     present = i.groupby("modality")["sample_id"].nunique().to_dict() if len(i) else {}
     unreadable = no_readable_image(cohort)
@@ -27,15 +63,20 @@ def inspect_cohort(cohort, check_images: bool = False) -> dict:
     for t in cohort.targets:
         counts = {c: int((s[t.name] == c).sum()) for c in t.classes}
         targets[t.name] = {"kind": t.kind, "counts": counts, "masked": int(s[t.name].isna().sum())}
-    quarantine = list(cohort.quarantine)
+    quarantine, undecodable = list(cohort.quarantine), []
     if check_images and len(i):
-        quarantine += _decode_all(i)
+        undecodable = _decode_all(i)
+        quarantine += undecodable
+    needs_images = bool(cohort.modalities) if needs_images is None else needs_images
+    problems = cohort_problems(cohort, targets or [t.name for t in cohort.targets[:1]], needs_images)
+    if needs_images and len(i) and len(undecodable) == len(i):
+        problems.append(f"cohort {cohort.name!r} has no readable image: none of its {len(i)} instances could be decoded")
     missing_tab = {c: int(s[c].isna().sum()) for c in cohort.tabular}
     empty_text = {c: int((s[c].fillna("").astype(str).str.strip() == "").sum()) for c in cohort.text}
     return {"name": cohort.name, "description": cohort.description, "samples": len(s),
             "patients": int(s["patient_id"].nunique()), "instances": len(i), "modalities": per_mod, "targets": targets,
             "tabular": {"columns": cohort.tabular, "missing": missing_tab}, "text": {"columns": cohort.text, "empty": empty_text},
-            "flagged": dict(cohort.flagged), "quarantine": quarantine,
+            "flagged": dict(cohort.flagged), "quarantine": quarantine, "problems": problems,
             "duplicates": list(getattr(cohort, "duplicates", [])),
             "duplicates_merged": bool(getattr(cohort, "duplicates_merged", False))}
 
@@ -115,6 +156,9 @@ def format_summary(info: dict, max_list: int = 20) -> str:
         out += [f"  patients {' + '.join(d['patients'])}: samples {', '.join(d['samples'])}" for d in dups[:max_list]]
         if len(dups) > max_list:
             out.append(f"  ... and {len(dups) - max_list} more")
+    if info.get("problems"):
+        out.append("cannot run a sweep on this cohort:")
+        out += [f"  {line}" for line in info["problems"]]
     q = info["quarantine"]
     out.append(f"quarantined files: {len(q)}")
     out += [f"  {r['path']}: {r['reason']}" for r in q[:max_list]]

@@ -27,6 +27,14 @@ class ResourceError(RuntimeError):
     """The sweep asks for resources the cluster does not have; raised before any trial starts."""
 
 
+class SweepInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the trials; raised after the partial report is written (exit 130)."""
+
+    def __init__(self, run_name: str, report: Path | None):
+        where = f"the report of the trials finished so far is at {report}; " if report else ""
+        super().__init__(f"run {run_name!r} was interrupted: {where}`python -m sweeps resume {run_name}` continues it")
+
+
 def home() -> Path:
     return sweeps_home()
 
@@ -60,6 +68,111 @@ def check_gpu_request(gpus_per_trial: float, available: float | None = None) -> 
         )
 
 
+def local_cpus() -> int:
+    """CPUs this process may use (its affinity mask, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_address(address: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds if a cluster ``--address`` cannot be reached (``ray.init`` would retry for minutes).
+
+    ``auto`` (a cluster started on this machine) and ``local`` are left to Ray; ``host:port`` and
+    ``ray://host:port`` get a TCP connect to that port within ``timeout_s``."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ResourceError(f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ResourceError(f"--address {address!r}: cannot reach {host}:{port} within {timeout_s:g}s ({exc}); "
+                            "is the cluster up (`ray status` on its head) and the port open to this machine?") from None
+
+
+def check_run_options(*, num_samples: int | None, concurrency: int | None, cpus_per_trial: float,
+                      gpus_per_trial: float, address: str | None = None, available_cpus: float | None = None,
+                      available_gpus: float | None = None) -> None:
+    """Fail at once (``ResourceError``, exit 2) on run options that would make the sweep fail late,
+    run without end, or leave its trials PENDING forever; called by ``run`` and ``resume`` before the
+    cohort loads. ``num_samples`` None means the space's default. A local run compares the per-trial
+    request with this machine's CPUs and GPUs (``available_*`` override them, for tests); with
+    ``address`` the cluster is checked for reachability here and for resources once joined
+    (``check_cluster_resources``)."""
+    import math
+
+    if num_samples is not None and (not float(num_samples).is_integer() or num_samples < 1):
+        raise ResourceError(f"--trials must be a whole number >= 1, got {num_samples}")
+    if concurrency is not None and (not float(concurrency).is_integer() or concurrency < 1):
+        raise ResourceError(f"--concurrency must be a whole number >= 1, got {concurrency}")
+    if not math.isfinite(cpus_per_trial) or cpus_per_trial <= 0:
+        raise ResourceError(f"--cpus-per-trial must be > 0, got {cpus_per_trial:g} (a trial needs some CPU; "
+                            "fractions such as 0.5 are allowed)")
+    if cpus_per_trial > 1 and not float(cpus_per_trial).is_integer():
+        raise ResourceError(f"--cpus-per-trial above 1 must be a whole number, got {cpus_per_trial:g}")
+    if not math.isfinite(gpus_per_trial):
+        raise ResourceError(f"--gpus-per-trial must be a number >= 0, got {gpus_per_trial}")
+    if address:
+        check_gpu_request(gpus_per_trial, available=float("inf"))  # sign and shape only; the cluster's GPUs once joined
+        check_address(address)
+        return
+    cpus = float(local_cpus() if available_cpus is None else available_cpus)
+    if cpus_per_trial > cpus:
+        raise ResourceError(f"each trial asks for {cpus_per_trial:g} CPU but this machine has {cpus:g}: no trial could "
+                            f"ever start (it would wait PENDING forever). Use --cpus-per-trial {int(cpus)} or less, "
+                            "or join a cluster with larger nodes with --address.")
+    check_gpu_request(gpus_per_trial, available_gpus)
+
+
+def check_cluster_resources(cpus_per_trial: float, gpus_per_trial: float, nodes: list[dict]) -> None:
+    """The per-trial request against the largest alive node of a joined cluster (``ray.nodes()``):
+    a trial runs on one node, so a request no node can hold would wait forever."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    most_cpu = max((float(r.get("CPU", 0)) for r in alive), default=0.0)
+    most_gpu = max((float(r.get("GPU", 0)) for r in alive), default=0.0)
+    if cpus_per_trial > most_cpu:
+        raise ResourceError(f"each trial asks for {cpus_per_trial:g} CPU but the largest node of the cluster has "
+                            f"{most_cpu:g}: no trial could ever start. Use --cpus-per-trial {int(most_cpu) or 1} or less.")
+    if gpus_per_trial > most_gpu:
+        raise ResourceError(f"each trial asks for {gpus_per_trial:g} GPU but the largest node of the cluster has "
+                            f"{most_gpu:g}: no trial could ever start. Use --gpus-per-trial {most_gpu:g} or less.")
+
+
+def clean_debris() -> list[Path]:
+    """Remove the hidden staging folders a killed run left behind (``trainables.staging``): report
+    staging (``reports/<run>/.report-*``), half-generated cohorts and stand-ins (``data/**/.<name>.*``)
+    and embedding cache temp folders (``cache/.tmp-*``). A folder whose owner process still runs (a
+    concurrent sweep's) is kept. Returns the folders removed."""
+    from trainables import staging
+
+    gone = staging.sweep(home() / "cache", ".tmp-*")
+    for parent in [home() / "data", *(p for p in (home() / "data").glob("*") if p.is_dir() and not p.name.startswith("."))]:
+        gone += staging.sweep(parent, ".*")
+    if reports_root().is_dir():
+        for d in reports_root().iterdir():
+            if d.is_dir():
+                gone += staging.sweep(d, ".report-*")
+    return gone
+
+
+def no_run_message(run_name: str) -> str:
+    """What ``run`` and ``resume`` both say about a run name, when there is no resumable run of it."""
+    run_dir = runs_root() / run_name
+    if run_dir.exists() and not (run_dir / "sweep.json").exists():
+        return (f"{run_dir} exists but holds no sweep.json: it is not a run that can be resumed (one killed before "
+                f"it started, or not a sweep's folder). Remove it, or start the run under another --name.")
+    known = sorted(p.name for p in runs_root().glob("*") if (p / "sweep.json").exists()) if runs_root().exists() else []
+    return f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}"
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -80,9 +193,11 @@ def smoke(spec: SweepSpec) -> SweepSpec:
     a small generated stand-in in its on-disk layout (unless ``--data`` points at the real one)."""
     from dataclasses import replace
 
-    from trainables.data import standin_root
+    from trainables.data import adapter, standin_root
+    from trainables.data.adapter import resolve_options
 
     opts = dict(spec.cohort_options)
+    resolve_options(spec.cohort, adapter(spec.cohort).OPTIONS, {k: v for k, v in opts.items() if k != "root"})
     if spec.cohort == "synthetic":
         opts["n_patients"] = min(opts.get("n_patients", 300), SMOKE_PATIENTS)
     elif not opts.get("root"):
@@ -129,8 +244,14 @@ def load_cohort(spec: SweepSpec):
     return build(COHORTS, {"name": spec.cohort, spec.cohort: spec.cohort_options}, "cohort")
 
 
-def prepare(spec: SweepSpec, *, progress: bool = True, start: Callable[[], object] | None = None):
-    """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached."""
+def prepare(spec: SweepSpec, *, progress: bool = True, start: Callable[[], object] | None = None,
+            resuming: tuple[str, dict] | None = None):
+    """Stage 1 and 2: load the cohort and make sure every embedding the space can ask for is cached.
+
+    Returns ``(cohort, fingerprints, handle)``: the sweep's labelled cohort, ``Cohort.fingerprints`` of
+    the loaded cohort (``["images"]`` is the embedding cache's key part) and the trials' DataHandle.
+    ``start``: starts Ray, called before the embedding stage (which may run on Ray Data).
+    ``resuming``: ``(run name, its sweep.json)``; a changed cohort is refused before anything is embedded."""
     import numpy as np
 
     from trainables.embed import embed_cohort
@@ -146,11 +267,21 @@ def prepare(spec: SweepSpec, *, progress: bool = True, start: Callable[[], objec
     if cohort.quarantine:
         log.warning("cohort %s: %d files quarantined (unreadable); `python -m sweeps data inspect` lists them",
                     cohort.name, len(cohort.quarantine))
+    from .datainfo import cohort_problems
+
+    problems = cohort_problems(cohort, names, needs_images=bool(spec.embeddings()))
+    if problems:  # a doomed cohort stops here, before anything is embedded or any trial runs
+        from trainables.data.cohort import CohortError
+
+        raise CohortError(f"cohort {cohort.name!r} cannot be swept: " + "; ".join(problems))
     if spec.embeddings() and not cohort.modalities:
         from .spec import SpecError
 
         raise SpecError(f"space {spec.name!r} names an image encoder but cohort {cohort.name!r} has no image modalities")
-    fp = cohort.fingerprint()
+    fps = cohort.fingerprints()
+    fp = fps["images"]
+    if resuming:
+        check_same_cohort(*resuming, fps)
     entries = {}
     finetune = spec.trainable == "finetune"
     if finetune:  # no embedding stage: each trial reads the slices and trains the encoder; entries: encoder -> weights
@@ -202,7 +333,7 @@ def prepare(spec: SweepSpec, *, progress: bool = True, start: Callable[[], objec
     if moot:  # one instance per sample: every pooling returns that instance; run one arm, the report says why
         log.info("%s", moot["why"])
         handle.arms = {"pooling": [moot["ran"]]}
-    return cohort, fp, handle
+    return cohort, fps, handle
 
 
 def moot_pooling_compare(spec: SweepSpec, cohort) -> dict | None:
@@ -282,21 +413,61 @@ def cohort_summary(cohort, targets: list[str]) -> dict:
     }
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node take 127.0.0.1 as its address
+
+
 def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
+    """Join ``address`` or start a local Ray instance whose every listener (GCS, raylet, object
+    manager, workers, dashboard agent, runtime-env agent, metrics) is bound to loopback.
+
+    Ray binds its gRPC servers to 127.0.0.1 only when the node's IP is 127.0.0.1, and it turns a
+    requested ``_node_ip_address="127.0.0.1"`` into the machine's routable IP unless clusters are
+    disabled (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's default on macOS/Windows). A local run
+    sets that switch while Ray starts (its processes inherit it), then puts it back; the dashboard
+    listens on ``dashboard_host`` (127.0.0.1 unless asked). A local run never joins a cluster found on
+    the machine (``ray start``'s address file, ``RAY_ADDRESS``): ``--address auto`` asks for that. Token auth stays disabled locally: nothing
+    listens beyond this machine. Joining a cluster with ``address`` is the user's network choice
+    (the README says what to secure there)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dashboard without a token; it listens on 127.0.0.1
     if ray.is_initialized():
         return None
-    # no --address: a Ray of our own ("local"), never a cluster some other process started on this machine
-    kwargs = dict(address=address or "local", log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    if not address:
-        kwargs.update(include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-    ctx = ray.init(**kwargs)
+    kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    if not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
+        kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
+        with _loopback_node():
+            ctx = ray.init(**kwargs)
+        ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
+        if ip and ip != "127.0.0.1":
+            log.warning("Ray's node address is %s, not loopback: its ports may be reachable from the network", ip)
+    else:
+        ctx = ray.init(**kwargs)
     url = getattr(ctx, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}", flush=True)
     return ctx
+
+
+class _loopback_node:
+    """While Ray starts: clusters off (env for Ray's processes, and the constant this process read
+    at import), so the node's address is 127.0.0.1; both restored after."""
+
+    def __enter__(self):
+        from ray._private import ray_constants  # Ray reads the switch once, at import
+
+        self.env, self.const = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+        os.environ[LOOPBACK_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+    def __exit__(self, *exc):
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = self.const
+        if self.env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = self.env
 
 
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
@@ -317,28 +488,32 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         spec.validate()
     if smoke_test:
         spec = smoke(spec)
-    if not address:
-        check_gpu_request(gpus_per_trial)  # before anything slow
+    check_run_options(num_samples=num_samples, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+                      gpus_per_trial=gpus_per_trial, address=address)  # before anything slow
     run_name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = runs_root() / run_name
     if run_dir.exists():
+        if not (run_dir / "sweep.json").exists():
+            raise FileExistsError(no_run_message(run_name))
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
+    clean_debris()
     cohort, fp, handle = prepare(spec, progress=progress, start=lambda: start_ray(address, dashboard_host, None))
     from .heldout import finalize_run
 
     handle, test = test_part(spec, handle, test_data, progress)  # the trials see the development part only
     share(spec, handle, lambda: start_ray(address, dashboard_host, None))
-    options = {"num_samples": num_samples or spec.num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
+    options = {"num_samples": spec.num_samples if num_samples is None else num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {}, "track": list(track or []),
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
                "argv": list(argv) if argv else None, "space_sha256": space_sha256(space),
                "test_fraction": spec.test_fraction, "test_data": str(Path(test_data).resolve()) if test_data else None}
     start_ray(address, dashboard_host, None)
-    _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp, restore=False)
-    if test is not None:
+    interrupted = _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp,
+                        restore=False)
+    if test is not None and not interrupted:
         finalize_run(run_dir, spec, handle, test)
-    return _finish(run_dir, write_report)
+    return _finish(run_dir, write_report, interrupted)
 
 
 def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "127.0.0.1", progress: bool = True,
@@ -346,8 +521,7 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
     run_dir = runs_root() / run_name
     meta_path = run_dir / "sweep.json"
     if not meta_path.exists():
-        known = sorted(p.name for p in runs_root().glob("*") if (p / "sweep.json").exists()) if runs_root().exists() else []
-        raise FileNotFoundError(f"no run {run_name!r} under {runs_root()}; runs: {', '.join(known) or 'none'}")
+        raise FileNotFoundError(no_run_message(run_name))
     meta = json.loads(meta_path.read_text())
     options = meta["options"]
     spec = with_data(load_space(options.get("space_arg", meta["space"])), options.get("data"), options.get("cohort_options"))
@@ -363,26 +537,23 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
 
         raise TrackError(f"run {run_name!r} tracks with {options.get('track') or 'nothing'} (set when it started); "
                          f"a resumed run keeps its trackers: resume without --track, or rerun it with other ones")
-    if not options.get("address"):
-        check_gpu_request(options["gpus_per_trial"])
-    cohort, fp, handle = prepare(spec, progress=progress,
+    check_run_options(num_samples=options["num_samples"], concurrency=options["concurrency"],
+                      cpus_per_trial=options["cpus_per_trial"], gpus_per_trial=options["gpus_per_trial"],
+                      address=options.get("address"))
+    clean_debris()
+    cohort, fp, handle = prepare(spec, progress=progress, resuming=(run_name, meta),
                                  start=lambda: start_ray(options.get("address"), dashboard_host, None))
-    if fp != meta["fingerprint"]:
-        raise RuntimeError(f"the cohort changed since run {run_name!r} started (fingerprint {fp} != {meta['fingerprint']}); "
-                           "start a new run instead")
     meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))  # the report's recipe says so
-    tmp = meta_path.with_name(".sweep.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    write_text(meta_path, json.dumps(meta, indent=1, default=str))
     from .heldout import finalize_run
 
     handle, test = test_part(spec, handle, options.get("test_data"), progress)  # the same split as at the start
     share(spec, handle, lambda: start_ray(options.get("address"), dashboard_host, None))
     start_ray(options.get("address"), dashboard_host, None)
-    _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
-    if test is not None and not (run_dir / "model" / "test.json").exists():
+    interrupted = _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
+    if test is not None and not interrupted and not (run_dir / "model" / "test.json").exists():
         finalize_run(run_dir, spec, handle, test)
-    return _finish(run_dir, write_report)
+    return _finish(run_dir, write_report, interrupted)
 
 
 def _encoders(spec: SweepSpec) -> list[dict]:
@@ -393,7 +564,22 @@ def _encoders(spec: SweepSpec) -> list[dict]:
     return describe_encoders([enc for enc, _ in spec.embeddings()], spec.weights)
 
 
-def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: str, restore: bool) -> None:
+def check_same_cohort(run_name: str, meta: dict, now: dict[str, str]) -> None:
+    """Refuse to resume on a cohort that is not the one the run started on (``Cohort.fingerprints``
+    of the sweep's labelled cohort, kept in sweep.json): a resumed run would mix both in one report.
+    Runs started before the parts were kept compare the image fingerprint only."""
+    from trainables.data.cohort import CohortError
+
+    before = meta.get("fingerprints") or {"images": meta["fingerprint"]}
+    changed = [part for part, h in before.items() if now.get(part) != h]
+    if changed:
+        raise CohortError(f"the cohort changed since run {run_name!r} started: its {', '.join(changed)} differ "
+                          f"({', '.join(f'{p} {before[p]} -> {now.get(p)}' for p in changed)}); a resumed run would "
+                          "mix both versions in one report. Start a new run instead (or restore the data).")
+
+
+def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: dict, restore: bool) -> bool:
+    """Run (or restore) the Tuner; True when Ctrl-C stopped it."""
     import optuna
     import ray
     from ray import tune
@@ -405,6 +591,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     handle.run_dir = str(run_dir)
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     check_gpu_request(options["gpus_per_trial"], cluster_gpus)
+    check_cluster_resources(options["cpus_per_trial"], options["gpus_per_trial"], ray.nodes())
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrency = options["concurrency"] or max(1, int(cpus // options["cpus_per_trial"]))
     if options["gpus_per_trial"]:
@@ -413,43 +600,53 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         tune.with_parameters(finetune_trial if spec.trainable == "finetune" else sweep_trial, handle=handle),
         {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]},
     )
-    if restore:
+    remaining = None  # set when a resume finds Tune's state unreadable: a fresh Tuner here runs the rest
+    if restore and not tune_state_readable(run_dir):
+        remaining = restart_from_records(run_dir, options["num_samples"])
+        if remaining <= 0:
+            return False
+    if restore and remaining is None:
         log.info("resuming %s: finished trials are kept, unfinished ones rerun", run_dir.name)
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        run_dir.mkdir(parents=True)
-        skipped = None if handle.arms == spec.compare else {**spec.compare, "ran": next(iter(handle.arms.values()))[0],
-                                                           "why": "at most one image instance per sample and modality"}
-        meta = {"space": spec.name, "options": options, "concurrency": concurrency, "fingerprint": fp, "cohort": summary, "metric": spec.metric,
-                "mode": spec.mode, "seed": spec.seed, "folds": spec.folds,
-                "compare": spec.compare if skipped is None else {}, "compare_skipped": skipped,
-                "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "description": spec.description, "target": summary["target"],
-                "encoders": _encoders(spec), "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None,
-                "spec": {"cohort": spec.cohort, "cohort_options": spec.cohort_options, "target": spec.target,
-                         "weights": spec.weights, "trainable": spec.trainable,
-                         "reference": str(Path(spec.reference).resolve()) if spec.reference else None}}
-        write_text(run_dir / "sweep.json", json.dumps(meta, indent=1, default=str))
-        import io
+        if remaining is None:
+            run_dir.mkdir(parents=True)
+            skipped = None if handle.arms == spec.compare else {**spec.compare, "ran": next(iter(handle.arms.values()))[0],
+                                                               "why": "at most one image instance per sample and modality"}
+            meta = {"space": spec.name, "options": options, "concurrency": concurrency, "fingerprint": fp["images"],
+                    "fingerprints": fp, "cohort": summary, "metric": spec.metric,
+                    "mode": spec.mode, "seed": spec.seed, "folds": spec.folds,
+                    "compare": spec.compare if skipped is None else {}, "compare_skipped": skipped,
+                    "space_repr": _space_repr(spec.space), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "description": spec.description, "target": summary["target"],
+                    "encoders": _encoders(spec), "repeats": spec.repeats, "trainable": spec.trainable, "scheduler": spec.scheduler, "reference": str(Path(spec.reference).resolve()) if spec.reference else None,
+                    "spec": {"cohort": spec.cohort, "cohort_options": spec.cohort_options, "target": spec.target,
+                             "weights": spec.weights, "trainable": spec.trainable,
+                             "reference": str(Path(spec.reference).resolve()) if spec.reference else None}}
+            import io
 
-        import numpy as np
+            import numpy as np
 
-        extra = {}
-        if handle.Y is not None:  # several targets: every target's labels (-1 masked) and classes for the report
-            extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
-                     **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
-        buf = io.BytesIO()
-        np.savez(buf, y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
-                 sample_ids=np.array([str(x) for x in handle.sample_ids]), **extra)
-        write_bytes(run_dir / "targets.npz", buf.getvalue())
+            extra = {}
+            if handle.Y is not None:  # several targets: every target's labels (-1 masked) and classes for the report
+                extra = {"Y": handle.Y, "target_names": np.array([t for t, _ in handle.targets]),
+                         **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
+            buf = io.BytesIO()
+            np.savez(buf, y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
+                     sample_ids=np.array([str(x) for x in handle.sample_ids]), **extra)
+            write_bytes(run_dir / "targets.npz", buf.getvalue())
+            # whole or absent, and last: a run folder with a sweep.json is a run
+            write_text(run_dir / "sweep.json", json.dumps(meta, indent=1, default=str))
         if _has_domain(spec.space):
             searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
-                                    sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+                                    sampler=optuna.samplers.TPESampler(  # a restart from records: new proposals
+                                        seed=spec.seed + (0 if remaining is None else options["num_samples"] - remaining),
+                                        n_startup_trials=8))
         else:  # nothing to search: Optuna refuses an empty space, Tune's basic generator repeats the config
             log.info("space %s has no tune domains: running the fixed configuration", spec.name)
             searcher = None
-        param_space, num_samples = spec.space, options["num_samples"]
+        param_space, num_samples = spec.space, options["num_samples"] if remaining is None else remaining
         if spec.repeats > 1:  # each configuration runs `repeats` times with __trial_index__ 0.. (the seed offset)
             if searcher is not None:
                 from ray.tune.search import Repeater
@@ -471,7 +668,70 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
-    tuner.fit()  # a trial that raises is recorded (error.txt) and the sweep goes on
+    return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
+
+
+def tune_state_readable(run_dir: Path) -> bool:
+    """Whether Tune can restore ``run_dir``: its tuner.pkl and the newest experiment, searcher and
+    generator state files load (a full disk leaves them empty or cut short)."""
+    import pickle
+
+    try:
+        pickle.loads((run_dir / "tuner.pkl").read_bytes())
+        states = sorted(run_dir.glob("experiment_state-*.json"))
+        if not states:
+            return False
+        for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
+            newest = sorted(run_dir.glob(pattern))[-1:]
+            for f in newest:
+                pickle.loads(f.read_bytes()) if f.suffix == ".pkl" else json.loads(f.read_text())
+    except Exception:  # noqa: BLE001 - whatever unpickling an empty or cut file raises
+        return False
+    return True
+
+
+def restart_from_records(run_dir: Path, requested: int) -> int:
+    """Tune's state of ``run_dir`` is unusable: set it aside (``.tune-state-unreadable-*``, with the
+    folders of trials that left no record), keep every trial record, and return how many trials are
+    still to run (requested minus those that ended: finished, failed or stopped early)."""
+    from .report import load
+
+    view = load(run_dir)
+    aside = run_dir / f".tune-state-unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file() and (f.name == "tuner.pkl" or f.name.startswith(("experiment_state-", "search_gen_state-",
+                                                                         "searcher-state-", "basic-variant-state-"))):
+            os.replace(f, aside / f.name)
+    for trial, _params in view.unfinished:
+        if (run_dir / f"trial_{trial}").is_dir():
+            os.replace(run_dir / f"trial_{trial}", aside / f"trial_{trial}")
+    remaining = (view.trials_requested or requested) - view.trials_ended
+    log.warning("run %s: Tune's saved state is unreadable (a full disk?); set aside in %s. Restarting from the trial "
+                "records: %d trial(s) ended, %d to run", run_dir.name, aside.name, view.trials_ended, max(0, remaining))
+    return remaining
+
+
+def fit_noting_sigint(tuner) -> bool:
+    """``tuner.fit()``; True when SIGINT (Ctrl-C) stopped it. Tune catches the first SIGINT, saves its
+    state and returns, putting back the SIGINT handler it found: a handler of ours installed before
+    ``fit`` is back in place exactly when Tune was interrupted (a second Ctrl-C raises KeyboardInterrupt)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        tuner.fit()
+        return False
+
+    def ours(sig, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, ours)
+    try:
+        tuner.fit()
+        return signal.getsignal(signal.SIGINT) is ours
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _has_domain(space) -> bool:
@@ -505,18 +765,22 @@ def _reporter(spec: SweepSpec):
                        max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
 
 
-def _finish(run_dir: Path, write_report: bool) -> Path:
-    if not write_report:
-        return run_dir
-    from .report import write_report as _write
+def _finish(run_dir: Path, write_report: bool, interrupted: bool = False) -> Path:
+    """Write the report (marked interrupted when fewer trials ended than were asked for); raise
+    ``SweepInterrupted`` after it when Ctrl-C stopped the trials."""
+    out = None
+    if write_report:
+        from .report import write_report as _write
 
-    out = _write(run_dir, reports_root() / run_dir.name)
-    print(f"Report: {out}", flush=True)
-    from .track import log_report
+        out = _write(run_dir, reports_root() / run_dir.name)
+        print(f"Report: {out}", flush=True)
+        from .track import log_report
 
-    for line in log_report(json.loads((run_dir / "sweep.json").read_text())["options"].get("track"), run_dir, out):
-        print(line, flush=True)
-    return out
+        for line in log_report(json.loads((run_dir / "sweep.json").read_text())["options"].get("track"), run_dir, out):
+            print(line, flush=True)
+    if interrupted:
+        raise SweepInterrupted(run_dir.name, out)
+    return out or run_dir
 
 
 def _space_repr(space) -> dict:

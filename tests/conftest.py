@@ -41,6 +41,7 @@ def small_cohort(sweeps_home):
 def ray_session(sweeps_home):
     import ray
 
+    # "local": a new instance, never a cluster a `ray start` on this machine left in /tmp/ray/ray_current_cluster
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()

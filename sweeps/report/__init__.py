@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,7 +102,9 @@ def write_report_files(run_dir: Path, out_dir: Path, *, html: bool = False, k: i
     ``best_space`` (the ones written)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))  # plots and text written here first
+    from trainables import staging as staging_dirs
+
+    staging = staging_dirs.make(out_dir, ".report-")  # plots and text written here first (swept if killed)
     names = {"markdown": "report.md"}
     try:
         view = load(Path(run_dir))
@@ -119,6 +120,7 @@ def write_report_files(run_dir: Path, out_dir: Path, *, html: bool = False, k: i
             (staging / "best_space.py").write_text(source)
             names["best_space"] = "best_space.py"
         (staging / "report.md").write_text(text)
+        staging_dirs.release(staging)
         for f in sorted(staging.iterdir(), key=lambda p: p.name == "report.md"):  # report.md last
             os.replace(f, out_dir / f.name)
     finally:

@@ -66,11 +66,11 @@ def read_run(run_dir: Path):
     rows, failed, unfinished = [], [], []
     for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("trial_")):
         trial = d.name.split("_", 1)[1]  # trial_<id>
-        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
-        if (d / "error.txt").exists():
-            failed.append((trial, params, (d / "error.txt").read_text()))
-            continue
         rec = latest_record(d)  # the trial's own record (trainables/record.py): its newest complete checkpoint
+        params = _read_json(d / "params.json") or (rec.config if rec else {})  # Tune's copy may be empty (full disk)
+        if (d / "error.txt").exists():
+            failed.append((trial, params, (d / "error.txt").read_text(errors="replace")))
+            continue
         if rec is None:
             last = _last_result(d)
             if last.get("done") and "epochs_done" in last:  # stopped by ASHA after a per-epoch report: not a crash
@@ -96,6 +96,14 @@ def read_held_out(run_dir: Path) -> dict | None:
     with np.load(folder / "test.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return {"info": json.loads((folder / "test.json").read_text()), "arrays": arrays}
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON file's content, {} when it is missing, empty or cut short (Tune's files on a full disk)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _last_result(trial_dir: Path) -> dict:
@@ -287,6 +295,26 @@ class RunView:
     def repeated_seeds(self) -> dict[tuple[str, str], list[Row]] | None:
         """``seeds`` when the run repeated configurations over seeds, else None."""
         return self.seeds if has_repeats(self.seeds) else None
+
+    @property
+    def trials_requested(self) -> int | None:
+        """The trials the run was asked for (None when sweep.json does not say). A space without
+        domains repeated over seeds runs whole repeats, so the smaller of both counts is taken."""
+        n = self.meta.get("options", {}).get("num_samples")
+        if not n:
+            return None
+        repeats = int(self.meta.get("repeats") or 1)
+        return min(n, max(1, n // repeats) * repeats) if repeats > 1 else int(n)
+
+    @property
+    def trials_ended(self) -> int:
+        """Trials that ran to an end: finished (a record), failed (an error), or stopped early by ASHA."""
+        return len({r.trial for r in self.rows}) + len(self.failed) + len(self.meta.get("stopped_early", []))
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether fewer trials ended than were asked for: a run stopped by Ctrl-C or a kill, not resumed."""
+        return self.trials_requested is not None and self.trials_ended < self.trials_requested
 
     def ci_of(self, r: Row) -> dict[str, tuple[float, float]]:
         key = (r.trial, r.arm)

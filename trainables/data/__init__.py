@@ -43,7 +43,11 @@ def standin_root(cohort: str) -> Path:
     STANDINS.check(cohort, "cohort")
     root = sweeps_home() / "data" / "standins" / cohort
     if not root.exists():
-        STANDINS[cohort](root)
+        try:
+            STANDINS[cohort](root)
+        except OSError:  # a concurrent sweep renamed its finished stand-in into place first: use theirs
+            if not root.is_dir():
+                raise
     return root
 
 

@@ -152,10 +152,13 @@ class Cohort:
                       duplicates_merged=self.duplicates_merged)
 
     def fingerprint(self, content: bool = True) -> str:
-        """A hash of the cohort's tables and, with ``content``, of every instance file's bytes.
+        """A hash of the cohort's name and instance table and, with ``content``, of every instance
+        file's bytes: what an image encoder reads.
 
-        This is the cohort part of every embedding cache key: change a pixel, a label or a path
-        and the key changes.
+        This is the cohort part of every embedding cache key: change a pixel or an instance (its
+        sample, modality, order or frame) and the key changes; a label, a tabular value or a text does
+        not (the embeddings do not depend on them, so relabelling keeps the cache). What a trial reads
+        beyond the pixels is covered by ``fingerprints``.
         """
         h = hashlib.blake2b(digest_size=16)
         h.update(self.name.encode())
@@ -170,3 +173,23 @@ class Cohort:
                 except OSError:  # a file gone since the adapter listed it: the embed stage quarantines it
                     h.update(b"<unreadable>")
         return h.hexdigest()
+
+    def fingerprints(self, images: str | None = None) -> dict[str, str]:
+        """One hash per part of what a trial reads, so a resumed run can refuse a changed cohort and
+        say which part changed: ``images`` (``fingerprint()``, given when already computed),
+        ``samples`` (sample and patient keys, the split's grouping), ``labels`` (the target columns
+        and their classes), ``tabular`` and ``text`` (the declared columns' names and values). Row
+        order does not count: samples are hashed sorted by ``sample_id``."""
+        s = self.samples.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+        def digest(cols: list[str], extra: str = "") -> str:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(repr((cols, extra)).encode())
+            if cols:
+                h.update(pd.util.hash_pandas_object(s[cols].astype(object), index=False).values.tobytes())
+            return h.hexdigest()
+
+        targets = [t.name for t in self.targets]
+        return {"images": images or self.fingerprint(), "samples": digest(["sample_id", "patient_id"]),
+                "labels": digest(["sample_id", *targets], repr([(t.name, t.kind, t.classes, t.masked) for t in self.targets])),
+                "tabular": digest(["sample_id", *self.tabular]), "text": digest(["sample_id", *self.text])}

@@ -70,7 +70,7 @@ def generate(out: Path, seed: int = 0, n_patients: int = 300, size: int = 64) ->
 
     from .files import atomic_dir
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, complete=lambda p: (p / "COMPLETE").exists()) as tmp:  # a concurrent sweep's copy is as good
         _write(tmp, seed, n_patients, size)
         (tmp / "COMPLETE").write_text(f"synthetic v{VERSION} seed={seed} n_patients={n_patients}\n")
     return Path(out)

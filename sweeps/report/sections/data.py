@@ -49,6 +49,9 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
     seeds = view.repeated_seeds
 
     L = [f"# Sweep report: {view.run_dir.name}", ""]
+    if view.interrupted:  # never let a partial run read as a finished one
+        L += [f"**Interrupted ({view.trials_ended} of {view.trials_requested} trials)**: this report covers the trials "
+              f"finished before the run stopped. `python -m sweeps resume {view.run_dir.name}` runs the rest.", ""]
     L.append(f"Space **{meta['space']}**: {meta.get('description', '')}. Objective: {label(metric)} ({mode}). "
              f"Started {meta['started']}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     L.append("")
