@@ -256,10 +256,8 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
 
 
 def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: str, restore: bool) -> None:
-    import optuna
     import ray
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     from trainables.finetune import finetune_trial, make_scheduler
     from trainables.trainable import sweep_trial
@@ -295,21 +293,14 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
                      **{f"classes__{t}": np.array(c) for t, c in handle.targets}}
         np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
                  **extra)
-        if _has_domain(spec.space):
-            searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
-                                    sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
-        else:  # nothing to search: Optuna refuses an empty space, Tune's basic generator repeats the config
-            log.info("space %s has no tune domains: running the fixed configuration", spec.name)
-            searcher = None
-        param_space, num_samples = spec.space, options["num_samples"]
-        if spec.repeats > 1:  # each configuration runs `repeats` times with __trial_index__ 0.. (the seed offset)
-            if searcher is not None:
-                from ray.tune.search import Repeater
+        from .search import build as build_searcher  # deterministic, no repeats, study in optuna.journal
 
-                searcher = Repeater(searcher, repeat=spec.repeats, set_index=True)
-            else:
-                param_space = {**spec.space, "__trial_index__": tune.grid_search(list(range(spec.repeats)))}
-                num_samples = max(1, num_samples // spec.repeats)
+        searcher = build_searcher(spec, run_dir, options["num_samples"])
+        searcher.start()
+        param_space, num_samples = {}, searcher.total_trials  # the searcher hands out whole configs
+        if concurrency > spec.proposal_window and not searcher.exhaustive:
+            log.info("concurrency %d > the space's proposal_window %d: at most %d trials run at once",
+                     concurrency, spec.proposal_window, spec.proposal_window)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -324,14 +315,6 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
     tuner.fit()  # a trial that raises is recorded (error.txt) and the sweep goes on
-
-
-def _has_domain(space) -> bool:
-    from ray.tune.search.sample import Domain
-
-    if isinstance(space, dict):
-        return any(_has_domain(v) for v in space.values())
-    return isinstance(space, Domain)
 
 
 def _trial_dirname(trial) -> str:
