@@ -533,4 +533,4 @@ def build(spec, run_dir: Path, num_samples: int) -> SweepSearcher:
     the study named after the run folder, stored in its ``optuna.journal``."""
     return SweepSearcher(spec.space, metric=spec.metric, mode=spec.mode, seed=spec.seed, run_dir=run_dir,
                          study_name=Path(run_dir).name, num_samples=num_samples, repeats=spec.repeats,
-                         window=getattr(spec, "proposal_window", DEFAULT_WINDOW))
+                         window=getattr(spec, "proposal_window", DEFAULT_WINDOW), n_startup_trials=N_STARTUP_TRIALS)
