@@ -477,6 +477,11 @@ class SweepSearcher(Searcher):
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Rebuild from search.json + the trials' records + the journal; see the module docstring."""
         run_dir = Path(self._run_dir)
+        staged = Path(checkpoint_dir) / SEARCH_FILE
+        if staged.exists() and staged.resolve() != (run_dir / SEARCH_FILE).resolve():
+            # Tune's restore copies the run folder's *.json into its staging folder and later syncs that
+            # folder back: a stale copy there would overwrite the live search.json
+            staged.unlink()
         snap_file = Path(checkpoint_dir) / SNAPSHOT_FILE
         known = set(json.loads(snap_file.read_text())["trials"]) if snap_file.exists() else set()
         state = json.loads((run_dir / SEARCH_FILE).read_text())
@@ -516,7 +521,13 @@ class SweepSearcher(Searcher):
                     requeued.append(s["slot"])
         # the sampler's random state is not on disk: seed it from (seed, slots so far), reproducible from here
         self._study = None
-        self._open(seed=self._seed + 7919 * len(self._slots))
+        study = self._open(seed=self._seed + 7919 * len(self._slots))
+        import optuna
+
+        asked = {p["optuna_trial"] for p in self._proposals}
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.number not in asked:  # asked just before the kill, never handed out: not a pending proposal
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if len(self._slots) >= self._plan["proposals"]:
             self._tell_upto(len(self._slots))
         self._resumes.append({"at": time.strftime("%Y-%m-%d %H:%M:%S"), "slots": len(self._slots),

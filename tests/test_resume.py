@@ -64,4 +64,8 @@ def test_kill_9_then_resume_finishes_without_rerunning_finished_trials(tmp_path)
 
     keys = [config_key(r["config"]) for r in read_records(run_dir).values()]
     assert len(set(keys)) == len(keys) == N, "a configuration was run twice"
+    import json
+
+    search = json.loads((run_dir / "search.json").read_text())  # the searcher's log survived Tune's restore
+    assert len(search["slots"]) == N and all(s["told"] for s in search["slots"]) and search["resumes"]
     assert (tmp_path / "reports" / "killed" / "report.md").exists()

@@ -141,12 +141,16 @@ def test_restore_never_reruns_or_reproposes_a_finished_configuration(tmp_path):
     # c finished after the snapshot and the searcher never heard of it; d (lost) started, no record
     (tmp_path / "trial_d").mkdir()
     assert set(read_records(tmp_path)) == {"a", "c"}
+    orphan = s._open().ask(s._dists).number  # asked just before the kill, never handed out
 
     r = make(tmp_path, n=8, start=False)  # what Tuner.restore unpickles: a searcher as built before fit
     r.restore_from_dir(str(tmp_path))
     resume = json.loads((tmp_path / "search.json").read_text())["resumes"][-1]
     assert resume["lost_finished"] == ["c"] and resume["requeued_slots"] == [3]
     assert (tmp_path / "superseded" / "trial_d").exists() and not (tmp_path / "trial_d").exists()
+    import optuna
+
+    assert r._open().trials[orphan].state == optuna.trial.TrialState.FAIL
     # Tune reruns b (it knew it as unfinished); the searcher hands out d's configuration again, then new ones
     issued = drive(r, 2, 0, prefix="n")
     assert config_key(issued[0][1]) == config_key(c["d"])
