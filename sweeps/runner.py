@@ -294,13 +294,20 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         np.savez(run_dir / "targets.npz", y=handle.y, groups=handle.groups.astype(str), classes=np.array(handle.class_names),
                  **extra)
         from .search import build as build_searcher  # deterministic, no repeats, study in optuna.journal
+        from .search import uses_grid
 
-        searcher = build_searcher(spec, run_dir, options["num_samples"])
-        searcher.start()
-        param_space, num_samples = {}, searcher.total_trials  # the searcher hands out whole configs
-        if concurrency > spec.proposal_window and not searcher.exhaustive:
-            log.info("concurrency %d > the space's proposal_window %d: at most %d trials run at once",
-                     concurrency, spec.proposal_window, spec.proposal_window)
+        if uses_grid(spec.space):  # a full factorial: Tune's own grid runs every combination, in a fixed order
+            searcher, param_space, num_samples = None, spec.space, options["num_samples"]
+            if spec.repeats > 1:  # each combination `repeats` times with __trial_index__ 0.. (the seed offset)
+                param_space = {**spec.space, "__trial_index__": tune.grid_search(list(range(spec.repeats)))}
+                num_samples = max(1, num_samples // spec.repeats)
+        else:
+            searcher = build_searcher(spec, run_dir, options["num_samples"])
+            searcher.start()
+            param_space, num_samples = {}, searcher.total_trials  # the searcher hands out whole configs
+            if concurrency > spec.proposal_window and not searcher.exhaustive:
+                log.info("concurrency %d > the space's proposal_window %d: at most %d trials run at once",
+                         concurrency, spec.proposal_window, spec.proposal_window)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,

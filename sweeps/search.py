@@ -110,6 +110,23 @@ def _resolve(space: Any, params: dict[str, Any], prefix: str = "") -> Any:
     return copy.deepcopy(space)
 
 
+def uses_grid(space: Any) -> bool:
+    """Whether a space has a ``tune.grid_search``: a full factorial, which Tune's own grid runs (every
+    combination, in a fixed order, none repeated) instead of this searcher. A grid mixed with search
+    domains is refused (Tune would sample those unseeded)."""
+    def has(v):
+        return isinstance(v, dict) and ("grid_search" in v or any(has(x) for x in v.values()))
+
+    if not has(space):
+        return False
+    if _domains(space):
+        from .spec import SpecError
+
+        raise SpecError(f"a space with tune.grid_search cannot also have search domains ({', '.join(_domains(space))}): "
+                        "make them grids too, or use tune.choice throughout (a covered finite space is searched exhaustively)")
+    return True
+
+
 def space_size(space: dict) -> int | None:
     """How many configurations a space has: the product of its choices' sizes, None if a domain is
     not a ``tune.choice`` (continuous or integer ranges: infinite for our purpose)."""

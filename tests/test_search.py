@@ -179,3 +179,31 @@ def test_sweeps_at_concurrency_1_and_2_propose_the_same_and_store_the_study(swee
             optuna.storages.journal.JournalFileBackend(str(d / "optuna.journal"))))
         assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 6
         assert len(read_records(d)) == 6
+
+
+def test_a_grid_space_keeps_tunes_grid_and_a_mixed_one_is_refused():
+    from sweeps.search import uses_grid
+    from sweeps.spec import SpecError
+
+    assert uses_grid({"max_slices": tune.grid_search([4, 1]), "encoder": "resnet18"})
+    assert not uses_grid(QUICK)
+    with pytest.raises(SpecError, match="grid_search cannot also have search domains"):
+        uses_grid({"max_slices": tune.grid_search([4, 1]), "head": tune.choice(["a", "b"])})
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_covered_finite_space_runs_each_configuration_once(sweeps_home, tmp_path):
+    """4 trials asked of a 2-configuration space: 2 trials, one per configuration, said in search.json."""
+    from sweeps.runner import run, runs_root
+
+    space = tmp_path / "tiny.py"
+    space.write_text("from ray import tune\nfrom sweeps.spec import SweepSpec\n"
+                     "SPEC = SweepSpec(name='tiny', num_samples=4, compare={'pooling': ['mean', 'max']},\n"
+                     "    space={'encoder': 'resnet18', 'pca_dim': 8, 'head': tune.choice(['logreg', 'lightgbm'])})\n")
+    run(str(space), num_samples=4, concurrency=2, name="tiny-exhaustive", progress=False, smoke_test=True,
+        write_report=False)
+    d = runs_root() / "tiny-exhaustive"
+    keys = [config_key(r["config"]) for r in read_records(d).values()]
+    assert len(keys) == 2 and len(set(keys)) == 2
+    state = json.loads((d / "search.json").read_text())
+    assert state["sampler"] == "exhaustive" and "running 2" in state["note"]
