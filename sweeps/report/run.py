@@ -5,8 +5,9 @@ Every section is ``section(view: RunView, options: ReportOptions) -> list[str]``
 
 The run folder's files are read in one place, ``read_run`` (with ``_last_result``): ``sweep.json``
 and ``targets.npz`` (written by the runner), ``search.json`` (the searcher's, as ``meta["search"]``),
-and per trial ``params.json``, ``error.txt``, ``result.json`` and the last ``checkpoint_*/{config.json, metrics.json, oof.npz}`` with their key
-scheme (``arm/<arm>/<metric>``, ``<arm>``, ``<arm>__t__<target>``, ``attn__<arm>__<modality>``).
+and per trial ``params.json``, ``error.txt``, ``result.json`` and the last
+``checkpoint_*/{config.json, metrics.json, oof.npz}`` with their key scheme (``arm/<arm>/<metric>``,
+``<arm>``, ``<arm>__t__<target>``, ``attn__<arm>__<modality>``).
 Nothing else in the report opens a run's files.
 
 A leaf: imports only the statistics (for the memo of each row's CIs).
