@@ -15,7 +15,7 @@ Prints ``RESULT repeats_recomputed N`` (ours, target 0), ``RESULT repeats_recomp
 
 Run (about 12 minutes on 2 quiet cores at the defaults; ``--smoke`` 40 patients, about 4)::
 
-    PYTHONPATH=. /work/main/.venv/bin/python benchmarks/bench_search.py [--smoke] [--cpus 2] [--keep]
+    PYTHONPATH=. /work/main/.venv/bin/python benchmarks/bench_search.py [--smoke] [--cpus 2] [--keep] [--home H]
 
 Wall times depend on the machine and its load; repeats and distinct counts do not.
 """
@@ -53,15 +53,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="quickstart on the 40-patient smoke cohort")
     p.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--home", help="SWEEPS_HOME to reuse (its cohorts and embedding cache; preparing is not timed)")
     return p.parse_args(argv)
 
 
-def tune_run(trainable, searcher, n: int, storage: Path, name: str):
+def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None):
     """One Tune run; returns (wall seconds, [(config, time_total_s)])."""
     from ray import tune
 
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
+        param_space=copy.deepcopy(param_space or {}),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=CONCURRENCY,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
-    os.environ["SWEEPS_HOME"] = str(tmp / "home")
+    os.environ["SWEEPS_HOME"] = str(Path(a.home).resolve()) if a.home else str(tmp / "home")
     out = {}
     try:
         ray.init(address="local", num_cpus=a.cpus, include_dashboard=False, log_to_driver=False,
@@ -127,9 +129,9 @@ def main(argv=None) -> int:
             return wall, rows, state
 
         wall_w, rows_w, state = ours(spec, trainable, "quickstart-window", n)
-        free = OptunaSearch(space=copy.deepcopy(spec.space), metric=spec.metric, mode=spec.mode,
+        free = OptunaSearch(metric=spec.metric, mode=spec.mode,  # exactly as sweeps.runner built it before
                             sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
-        wall_f, rows_f = tune_run(trainable, free, n, tmp / "runs", "quickstart-free")
+        wall_f, rows_f = tune_run(trainable, free, n, tmp / "runs", "quickstart-free", param_space=spec.space)
 
         b24 = load_space("benchmark24")
         _c, _fp, h24 = prepare(b24, progress=False)
