@@ -8,9 +8,10 @@
   cohort and runs the encoder over every instance INSIDE every trial (what a seed notebook does per
   experiment), then the same ``evaluate`` / ``flatten``. Own fresh SWEEPS_HOME.
 
-Both Tune runs are built identically: the ``benchmark`` search space (``search_spaces/benchmark.py``,
-its cohort size overridden by ``--patients``), OptunaSearch with TPESampler(seed=spec.seed=0,
-n_startup_trials=8) exactly as ``sweeps.runner`` builds it, the same number of trials,
+Both Tune runs are built identically: the ``benchmark24`` search space (``search_spaces/benchmark24.py``,
+24 distinct configurations, its cohort size overridden by ``--patients``), the platform's searcher
+(``sweeps.search.SweepSearcher``, seed spec.seed=0, as ``sweeps.runner`` builds it: with ``--trials 24``
+it evaluates each of the 24 configurations once, the same 24 both ways), the same number of trials,
 max_concurrent_trials=2, reuse_actors=True, 1 CPU per trial, verbose=0. The synthetic cohort is
 generated once beforehand into a shared temporary folder and read by both; its generation is
 excluded from both timings, and so is ``ray.init`` (one for the whole script, reported apart).
@@ -56,7 +57,7 @@ for p in (str(HERE), str(ROOT)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-SPACE = "benchmark"
+SPACE = "benchmark24"
 CONCURRENCY = 2
 COMPARED = ("f1_macro", "auc_macro")  # metrics compared between matched configs (best arm and every arm)
 
@@ -76,16 +77,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def tune_run(trainable, spec, n: int, storage: Path, name: str):
     """One Tune run, built the same way for both ways; returns (wall seconds, ResultGrid)."""
-    import optuna
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
-                            sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+    from sweeps.search import SweepSearcher
+
+    (storage / name).mkdir(parents=True, exist_ok=True)
+    searcher = SweepSearcher(copy.deepcopy(spec.space), metric=spec.metric, mode=spec.mode, seed=spec.seed,
+                             run_dir=storage / name, study_name=name, num_samples=n, repeats=spec.repeats,
+                             window=spec.proposal_window)
+    searcher.start()
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
-        param_space=copy.deepcopy(spec.space),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=CONCURRENCY,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials,
+                                    max_concurrent_trials=CONCURRENCY,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
@@ -175,6 +179,8 @@ def main(argv=None) -> int:
 
     import optuna  # noqa: F401  (imported here so no import cost lands inside a timing)
     from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+
+    import sweeps.search  # noqa: F401
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
@@ -270,11 +276,15 @@ def main(argv=None) -> int:
     elif df > 0:
         print("WARNING: an arm with nothing random in it differs between matched trials: the two ways did not\n"
               "         compute the same thing (embeddings, bags or folds differ)")
-    configs = Counter(json.loads(r["key"])["head"] + "/" + json.loads(r["key"])["sampling"] for r in ours_cold)
-    print(f"configs run (head/sampling): {dict(sorted(configs.items()))}")
+    configs = Counter(json.loads(r["key"])["head"] + "/" + json.loads(r["key"])["sampling"] + "/pca"
+                      + str(json.loads(r["key"])["pca_dim"]) for r in ours_cold)
+    print(f"configs run (head/sampling/pca): {dict(sorted(configs.items()))}")
     print()
     print(f"ratio naive/ours-cold: {fit_naive / cold:.2f}x")
     print(f"ratio naive/ours-warm: {fit_naive / warm:.2f}x")
+    print(f"RESULT distinct_{a.trials} {len({r['key'] for r in ours_cold})}")
+    print(f"RESULT cold_ratio_{a.trials} {fit_naive / cold:.2f}")
+    print(f"RESULT warm_ratio_{a.trials} {fit_naive / warm:.2f}")
     return 0
 
 

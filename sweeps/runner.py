@@ -580,10 +580,8 @@ def check_same_cohort(run_name: str, meta: dict, now: dict[str, str]) -> None:
 
 def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, fp: dict, restore: bool) -> bool:
     """Run (or restore) the Tuner; True when Ctrl-C stopped it."""
-    import optuna
     import ray
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     from trainables.finetune import finetune_trial, make_scheduler
     from trainables.trainable import sweep_trial
@@ -638,23 +636,25 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
             write_bytes(run_dir / "targets.npz", buf.getvalue())
             # whole or absent, and last: a run folder with a sweep.json is a run
             write_text(run_dir / "sweep.json", json.dumps(meta, indent=1, default=str))
-        if _has_domain(spec.space):
-            searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
-                                    sampler=optuna.samplers.TPESampler(  # a restart from records: new proposals
-                                        seed=spec.seed + (0 if remaining is None else options["num_samples"] - remaining),
-                                        n_startup_trials=8))
-        else:  # nothing to search: Optuna refuses an empty space, Tune's basic generator repeats the config
-            log.info("space %s has no tune domains: running the fixed configuration", spec.name)
-            searcher = None
-        param_space, num_samples = spec.space, options["num_samples"] if remaining is None else remaining
-        if spec.repeats > 1:  # each configuration runs `repeats` times with __trial_index__ 0.. (the seed offset)
-            if searcher is not None:
-                from ray.tune.search import Repeater
+        from .search import build as build_searcher  # deterministic, no repeats, study in optuna.journal
+        from .search import uses_grid
 
-                searcher = Repeater(searcher, repeat=spec.repeats, set_index=True)
-            else:
+        if uses_grid(spec.space):  # a full factorial: Tune's own grid runs every combination, in a fixed order
+            searcher, param_space, num_samples = None, spec.space, options["num_samples"]
+            if spec.repeats > 1:  # each combination `repeats` times with __trial_index__ 0.. (the seed offset)
                 param_space = {**spec.space, "__trial_index__": tune.grid_search(list(range(spec.repeats)))}
                 num_samples = max(1, num_samples // spec.repeats)
+        else:
+            searcher = build_searcher(spec, run_dir, options["num_samples"])
+            if remaining is not None and (run_dir / "search.json").exists():
+                searcher.restore_from_dir(str(run_dir))  # Tune's state is gone: rebuilt from search.json and the records
+                param_space, num_samples = {}, remaining
+            else:
+                searcher.start()
+                param_space, num_samples = {}, searcher.total_trials  # the searcher hands out whole configs
+            if concurrency > spec.proposal_window and not searcher.exhaustive:
+                log.info("concurrency %d > the space's proposal_window %d: at most %d trials run at once",
+                         concurrency, spec.proposal_window, spec.proposal_window)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -732,14 +732,6 @@ def fit_noting_sigint(tuner) -> bool:
         return signal.getsignal(signal.SIGINT) is ours
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _has_domain(space) -> bool:
-    from ray.tune.search.sample import Domain
-
-    if isinstance(space, dict):
-        return any(_has_domain(v) for v in space.values())
-    return isinstance(space, Domain)
 
 
 def _tracking(options: dict, run_dir: Path) -> list:

@@ -70,6 +70,7 @@ class SweepSpec:
     trainable: str = "frozen"  # "frozen": heads on cached embeddings; "finetune": the encoder trained in each trial
     scheduler: str | None = None  # "asha": stop poor trials early on their per-epoch reports (finetune only)
     test_fraction: float = 0.0  # patients set aside as a held-out test part, scored once after the sweep (sweeps.heldout)
+    proposal_window: int = 4  # proposal i waits for trials 0..i-window (sweeps/search.py): fixed, so any concurrency proposes the same
 
     def validate(self) -> None:
         if self.metric not in METRICS and self.metric not in EXTRA_OBJECTIVES:
@@ -121,6 +122,8 @@ class SweepSpec:
         fr = self.space.get("missing_eval", [])
         if not isinstance(fr, (list, tuple)) or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in fr):
             raise SpecError(f"space {self.name!r}: missing_eval must be a list of fractions in [0, 1], got {fr!r}")
+        if not isinstance(self.proposal_window, int) or self.proposal_window < 1:
+            raise SpecError(f"space {self.name!r}: proposal_window must be a whole number >= 1, got {self.proposal_window!r}")
         if self.repeats < 1 or (self.repeats > 1 and self.num_samples % self.repeats):
             raise SpecError(f"space {self.name!r}: repeats={self.repeats} must be >= 1 and divide num_samples={self.num_samples}")
         try:

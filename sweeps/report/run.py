@@ -4,9 +4,10 @@ session, so finished and interrupted runs alike), and the options every section 
 Every section is ``section(view: RunView, options: ReportOptions) -> list[str]``.
 
 The run folder's files are read in one place, ``read_run`` (with ``_last_result``): ``sweep.json``
-and ``targets.npz`` (written by the runner), and per trial ``params.json``, ``error.txt``,
-``result.json`` and the last ``checkpoint_*/{config.json, metrics.json, oof.npz}`` with their key
-scheme (``arm/<arm>/<metric>``, ``<arm>``, ``<arm>__t__<target>``, ``attn__<arm>__<modality>``).
+and ``targets.npz`` (written by the runner), ``search.json`` (the searcher's, as ``meta["search"]``),
+and per trial ``params.json``, ``error.txt``, ``result.json`` and the last
+``checkpoint_*/{config.json, metrics.json, oof.npz}`` with their key scheme (``arm/<arm>/<metric>``,
+``<arm>``, ``<arm>__t__<target>``, ``attn__<arm>__<modality>``).
 Nothing else in the report opens a run's files.
 
 A leaf: imports only the statistics (for the memo of each row's CIs).
@@ -61,6 +62,8 @@ def read_run(run_dir: Path):
     pooling arm (its last checkpoint), failed trials as (trial, params, error text) and unfinished ones
     as (trial, params)."""
     meta = json.loads((run_dir / "sweep.json").read_text())
+    if (run_dir / "search.json").exists():  # the searcher's log (sweeps/search.py): sampler, repeats answered
+        meta["search"] = json.loads((run_dir / "search.json").read_text())
     with np.load(run_dir / "targets.npz", allow_pickle=False) as t:
         targets = {k: t[k] for k in t.files}
     rows, failed, unfinished = [], [], []

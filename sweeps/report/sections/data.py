@@ -100,6 +100,18 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
         n_seeds = sorted({len(g) for g in seeds.values()})
         L.append(f"- Repeated seeds: configurations ran {'/'.join(map(str, n_seeds))} times, repeat r using seed "
                  f"{meta['seed']} + r for its folds and models; \"mean ± SD (n)\" is over those seeds (SD with n − 1).")
+    srch = meta.get("search")
+    if srch:
+        slots = len(srch["slots"])
+        if srch["sampler"] == "exhaustive":
+            what = f"exhaustive: {srch['note']}"
+        else:
+            what = (f"Optuna TPE (seed {srch['seed']}, constant liar) proposed {slots} distinct configuration(s) "
+                    f"(proposal i waits for trials 0..i−{srch['window']}, told in trial order: the same at any concurrency)")
+        rep = srch["repeats_answered"]
+        L.append(f"- Search: {what}; {rep} proposal(s) repeated an evaluated configuration and were answered from its "
+                 f"result, not rerun; each configuration counts once"
+                 + (f"; resumed {len(srch['resumes'])} time(s)" if srch.get("resumes") else "") + ".")
     L.append(f"- Trials: {len({r.trial for r in rows})} finished, {len(view.failed)} failed, {len(view.unfinished)} unfinished. "
              f"Versions: " + ", ".join(f"{pkg} {ver}" for pkg, ver in meta["versions"].items()) + ".")
     L.append("")

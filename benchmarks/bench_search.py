@@ -1,0 +1,173 @@
+"""What the searcher (``sweeps/search.py``) buys and costs, in one process with one Ray session.
+
+1. **quickstart, 16 trials, 2 at a time**, run twice on the same prepared cohort and embeddings:
+   - ours: ``SweepSearcher`` (proposals in the space's fixed window, repeats answered not run),
+   - free-running: what ``sweeps.runner`` did before it, ``OptunaSearch(TPESampler(seed, n_startup_trials=8))``
+     with ``max_concurrent_trials=2`` (proposals as soon as a slot frees, results as they come).
+   For each: wall time of the Tune run, configurations computed more than once (trials minus distinct
+   configurations, from Tune's results), and utilisation = sum of trial times / (wall x concurrency),
+   the share of worker time spent in trials. The window's cost is the utilisation it loses.
+2. **benchmark24, 24 trials**: distinct configurations among them (the space has 24).
+
+Prints ``RESULT repeats_recomputed N`` (ours, target 0), ``RESULT repeats_recomputed_free N``,
+``RESULT wall_window_s``, ``RESULT wall_free_s``, ``RESULT util_window``, ``RESULT util_free``,
+``RESULT window_cost`` (1 - util_window / util_free) and ``RESULT distinct_24 N``.
+
+Run (about 12 minutes on 2 quiet cores at the defaults; ``--smoke`` 40 patients, about 4)::
+
+    PYTHONPATH=. /work/main/.venv/bin/python benchmarks/bench_search.py [--smoke] [--cpus 2] [--keep] [--home H]
+
+Wall times depend on the machine and its load; repeats and distinct counts do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CONCURRENCY = 2
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help="quickstart on the 40-patient smoke cohort")
+    p.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--home", help="SWEEPS_HOME to reuse (its cohorts and embedding cache; preparing is not timed)")
+    return p.parse_args(argv)
+
+
+def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None):
+    """One Tune run; returns (wall seconds, [(config, time_total_s)])."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=copy.deepcopy(param_space or {}),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=CONCURRENCY,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+    )
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    wall = time.perf_counter() - t0
+    rows = []
+    for r in grid:
+        if r.error is not None:
+            raise RuntimeError(f"{name}: a trial failed: {r.error}")
+        rows.append((r.config, float((r.metrics or {}).get("time_total_s", 0.0))))
+    return wall, rows
+
+
+def recomputed(rows) -> tuple[int, int]:
+    """(configurations computed more than once: trials - distinct, distinct configurations)."""
+    from sweeps.search import config_key
+
+    keys = Counter(config_key(c) for c, _ in rows)
+    return sum(v - 1 for v in keys.values()), len(keys)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from sweeps.runner import prepare, smoke
+    from sweeps.search import SweepSearcher
+    from sweeps.spec import load_space
+    from trainables.trainable import sweep_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
+    os.environ["SWEEPS_HOME"] = str(Path(a.home).resolve()) if a.home else str(tmp / "home")
+    out = {}
+    try:
+        ray.init(address="local", num_cpus=a.cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level=logging.WARNING)
+        spec = load_space("quickstart")
+        if a.smoke:
+            spec = dataclasses.replace(smoke(spec), num_samples=spec.num_samples)
+        n = spec.num_samples
+        t0 = time.perf_counter()
+        cohort, _fp, handle = prepare(spec, progress=False)
+        prep = time.perf_counter() - t0
+        trainable = tune.with_parameters(sweep_trial, handle=handle)
+
+        def ours(sp, trainable, name, k):
+            run_dir = tmp / "runs" / name
+            run_dir.mkdir(parents=True)
+            s = SweepSearcher(copy.deepcopy(sp.space), metric=sp.metric, mode=sp.mode, seed=sp.seed, run_dir=run_dir,
+                              study_name=name, num_samples=k, repeats=sp.repeats, window=sp.proposal_window)
+            s.start()
+            wall, rows = tune_run(trainable, s, s.total_trials, tmp / "runs", name)
+            state = json.loads((run_dir / "search.json").read_text())
+            return wall, rows, state
+
+        wall_w, rows_w, state = ours(spec, trainable, "quickstart-window", n)
+        free = OptunaSearch(metric=spec.metric, mode=spec.mode,  # exactly as sweeps.runner built it before
+                            sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
+        wall_f, rows_f = tune_run(trainable, free, n, tmp / "runs", "quickstart-free", param_space=spec.space)
+
+        b24 = load_space("benchmark24")
+        _c, _fp, h24 = prepare(b24, progress=False)
+        wall_24, rows_24, state_24 = ours(b24, tune.with_parameters(sweep_trial, handle=h24), "benchmark24", 24)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if a.keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    util = lambda rows, wall: sum(t for _, t in rows) / (wall * CONCURRENCY)  # noqa: E731
+    rec_w, dist_w = recomputed(rows_w)
+    rec_f, dist_f = recomputed(rows_f)
+    rec_24, dist_24 = recomputed(rows_24)
+    uw, uf = util(rows_w, wall_w), util(rows_f, wall_f)
+    print(f"bench_search: quickstart ({len(cohort.samples)} samples{', smoke cohort' if a.smoke else ''}), {n} trials, "
+          f"{CONCURRENCY} at a time, Ray CPUs {a.cpus}, {os.cpu_count()} cores; prepare {prep:.1f}s (not timed below)")
+    print(f"{'searcher':<34} {'trials':>6} {'distinct':>8} {'recomputed':>10} {'wall s':>7} {'utilisation':>11}")
+    print(f"{'ours (window ' + str(state['window']) + ', repeats answered)':<34} {len(rows_w):>6} {dist_w:>8} {rec_w:>10} "
+          f"{wall_w:>7.1f} {uw:>11.2f}")
+    print(f"{'free-running OptunaSearch (before)':<34} {len(rows_f):>6} {dist_f:>8} {rec_f:>10} {wall_f:>7.1f} {uf:>11.2f}")
+    print(f"ours: {state['repeats_answered']} proposal(s) repeated an evaluated configuration and were answered from it")
+    print(f"benchmark24: {len(rows_24)} trials, {dist_24} distinct, sampler {state_24['sampler']} ({state_24['note']}), "
+          f"{wall_24:.1f}s")
+    print(f"RESULT repeats_recomputed {rec_w}")
+    print(f"RESULT repeats_recomputed_free {rec_f}")
+    print(f"RESULT wall_window_s {wall_w:.1f}")
+    print(f"RESULT wall_free_s {wall_f:.1f}")
+    print(f"RESULT util_window {uw:.3f}")
+    print(f"RESULT util_free {uf:.3f}")
+    print(f"RESULT window_cost {1 - uw / uf:.3f}")
+    print(f"RESULT distinct_24 {dist_24}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
