@@ -162,21 +162,15 @@ def plan(space: dict, num_samples: int, repeats: int = 1) -> dict:
 # -- what a run folder already holds ---------------------------------------------------------------
 def read_records(run_dir: Path) -> dict[str, dict]:
     """``{trial_id: {"config", "metrics"}}`` of every trial folder in ``run_dir`` whose record is
-    complete (its last readable ``checkpoint_*`` with config.json, metrics.json and a loadable
-    oof.npz). The one place the searcher reads trial records (the format is the trainable's)."""
-    import numpy as np
+    complete (``trainables.record.latest_record``: its newest checkpoint with every file whole). The
+    one place the searcher reads trial records; the format is trainables/record.py's."""
+    from trainables.record import latest_record
 
     out = {}
     for d in sorted(Path(run_dir).glob("trial_*")):
-        for ck in sorted(d.glob("checkpoint_*"), reverse=True):
-            try:  # a kill while Tune copied the checkpoint can leave a file missing or cut short
-                config = json.loads((ck / "config.json").read_text())
-                metrics = json.loads((ck / "metrics.json").read_text())
-                np.load(ck / "oof.npz").files
-            except (OSError, ValueError, EOFError):
-                continue
-            out[d.name.split("_", 1)[1]] = {"config": config, "metrics": metrics}
-            break
+        rec = latest_record(d)
+        if rec is not None:
+            out[d.name.split("_", 1)[1]] = {"config": rec.config, "metrics": rec.metrics}
     return out
 
 

@@ -263,7 +263,7 @@ def test_a_doomed_cohort_is_an_error_before_anything_is_embedded(small_cohort, m
 # One SWEEPS_HOME for the module: the first sweep generates the smoke cohort and embeds it (and is
 # killed while embedding); the others reuse that cache.
 SPACE = ["quickstart", "--smoke", "--concurrency", "1", "--no-progress"]
-ITEM1_LANDED = False  # issue 12 item 1 (finished trials never rerun after a kill): set True once it is merged
+ITEM1_LANDED = True  # issue 12 item 1 (finished trials never rerun after a kill): the searcher (sweeps/search.py)
 
 
 @pytest.fixture(scope="module")

@@ -336,6 +336,9 @@ def _why_no_pixels(path: str, ds: Dataset) -> str:
         return f"cannot open file ({exc.strerror or type(exc).__name__})"
     if any(tag in raw for tag in _PIXEL_TAG_BYTES):
         return "truncated pixel data: the file ends before the pixel data element does"
+    meta_len = getattr(getattr(ds, "file_meta", None), "FileMetaInformationGroupLength", None)
+    if _has_preamble(path) and (meta_len is None or len(raw) < 132 + 12 + int(meta_len)):
+        return "truncated: the file ends inside its header (file meta information cut short)"
     return "a DICOM file without pixel data (not an image object)"
 
 
