@@ -22,7 +22,6 @@ header is returned or logged: the answer holds numbers, class names and the uplo
 
 import argparse
 import html
-import json
 import re
 import tempfile
 from pathlib import Path

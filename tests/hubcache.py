@@ -39,7 +39,6 @@ path can be exercised offline. Built by tests/hubcache.py of the sweeps project.
 def packaged_as_timm_state() -> dict:
     """The packaged tensors under timm's efficientnet_lite0 names (they match one to one in order and shape)."""
     import timm
-    import torch
 
     from trainables.encoders import _read_state  # noqa: PLC2701 -- a test helper reads the project's loader
     from trainables.encoders import resolve_weights

@@ -6,7 +6,6 @@ the shared data is there."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np

@@ -56,7 +56,6 @@ def test_auto_engine_keeps_the_in_process_path_on_a_small_cpu_machine(ray_sessio
 def test_trials_read_shared_bags_read_only_from_the_object_store(small_cohort, ray_session, tmp_path):
     import ray
 
-    from trainables import cache
     from trainables.embed import embed_cohort
     from trainables.trainable import DataHandle, share_bags, trial_data
 

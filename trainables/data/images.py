@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence

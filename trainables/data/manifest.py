@@ -62,7 +62,6 @@ import numpy as np
 import pandas as pd
 
 from ..lookup import check as check_name, unknown as unknown_name
-from ..registry import REQUIRED
 from .adapter import Param, as_text, hint, need_root, resolve_options
 from .cohort import Cohort, CohortError, Target
 from . import duplicates as same_image
