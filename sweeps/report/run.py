@@ -155,15 +155,18 @@ def config_str(config: dict, swept: tuple[tuple[str, ...], ...] = (), arm: str |
 _ABSENT = object()
 
 
+DOMAIN_KEYS = {"domain", "type", "low", "high", "log"}  # a numeric tune domain in space_repr (runner._space_repr)
+
+
 def swept_paths(space_repr: dict | None) -> tuple[tuple[str, ...], ...]:
     """The key paths of a space (as sweep.json's ``space_repr`` writes it: a tune domain is
-    ``{"choice": [...]}`` or ``{"domain": "..."}``, a grid ``{"grid_search": [...]}``) whose value was
+    ``{"choice": [...]}`` or ``{"domain": "...", "low": ..., ...}``, a grid ``{"grid_search": [...]}``) whose value was
     searched, in the space's order: ``(("pca_dim",), ("text", "name"), ("train", "lr"))``."""
     out: list[tuple[str, ...]] = []
 
     def walk(node, path):
         if isinstance(node, dict):
-            if set(node) in ({"choice"}, {"domain"}, {"grid_search"}):
+            if set(node) in ({"choice"}, {"grid_search"}) or ("domain" in node and set(node) <= DOMAIN_KEYS):
                 out.append(path)
                 return
             for k, v in node.items():
