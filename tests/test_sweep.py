@@ -70,15 +70,15 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, sweeps_h
         "from ray import tune\nfrom sweeps.spec import SweepSpec\n"
         "SPEC = SweepSpec(name='failing', num_samples=2, compare={'pooling': ['mean', 'max']},\n"
         "    space={'encoder': 'resnet18', 'pca_dim': tune.choice([8, 16]),\n"
-        "           'head': {'name': 'svc', 'svc': {'kernel': 'no-such-kernel'}}})\n"
-    )
+        "           'head': {'name': 'stacking', 'stacking': {'members': 'logreg+svc', 'inner_folds': 1000}}})\n"
+    )  # valid by every declaration (the space check passes), impossible on ~30 training samples: fails in the trial
     report = runner.run(str(space), name="failing-run", smoke_test=True, progress=False)
     run_dir = runner.runs_root() / "failing-run"
     errors = [t / "error.txt" for t in _trial_dirs(run_dir)]
     assert len(errors) == 2 and all(e.exists() for e in errors), "both trials ran and both failures were recorded"
     text = report.read_text()
     failed = text.split("## Failed trials")[1]
-    assert failed.count("no-such-kernel") == 2, "each failed trial's error names the bad value"
+    assert failed.count("n_splits=1000") == 2, "each failed trial's error names the bad value"
     assert "2 failed" in text
 
 
