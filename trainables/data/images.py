@@ -41,7 +41,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 
 __all__ = ["READER_VERSION", "ImageReadError", "Voi", "read_slice", "read_slice_with_voi", "order_series",
-           "window_from_header"]
+           "window_from_header", "is_dicom", "read_header"]
 
 # Part of every image embedding cache key: bump it when read_slice returns different pixels for some
 # file, so that embeddings of the old pixels are not reused. 2: colour to grey by BT.601 luma.
@@ -153,7 +153,7 @@ def window_from_header(path: str) -> tuple[float, float] | None:
     return center, width
 
 
-def order_series(paths: list[str]) -> list[tuple[str, float]]:
+def order_series(paths: list[str], headers=None) -> list[tuple[str, float]]:
     """Sort the files of one series into slice order; return ``(path, order_value)`` ascending.
 
     DICOM files (headers only are read):
@@ -168,17 +168,21 @@ def order_series(paths: list[str]) -> list[tuple[str, float]]:
     Ties are broken by Instance Number, then path. Non-DICOM files (PNG, ``.npy``, ...) are in
     natural file-name order with the index as order value. A series mixing DICOM and non-DICOM files,
     or a DICOM file whose header cannot be read, raises ``ImageReadError``.
+
+    ``headers``: ``{path: fields}`` already read for every path (anything with ``.get(keyword)``, e.g.
+    the numbers kept by :mod:`trainables.data.header_index`); the files are then taken as DICOM and
+    not opened.
     """
     paths = [str(p) for p in paths]
     if not paths:
         return []
-    other = [p for p in paths if _kind(p) != "dicom"]
+    other = [] if headers is not None else [p for p in paths if _kind(p) != "dicom"]
     if len(other) == len(paths):
         return _by_name(paths)
     if other:
         raise ImageReadError(other[0], "series mixes DICOM and non-DICOM files")
 
-    headers = {p: _read_header(p) for p in paths}
+    headers = headers if headers is not None else {p: _read_header(p) for p in paths}
     instance = {p: _first_number(headers[p].get("InstanceNumber")) for p in paths}
     positions = {p: _vector(headers[p].get("ImagePositionPatient"), 3) for p in paths}
     normals = {p: _slice_normal(headers[p].get("ImageOrientationPatient")) for p in paths}
@@ -196,6 +200,18 @@ def order_series(paths: list[str]) -> list[tuple[str, float]]:
         return values[p], tie, p
 
     return [(p, values[p]) for p in sorted(paths, key=key)]
+
+
+def is_dicom(path: str) -> bool:
+    """Whether ``path`` is read as DICOM (a DICM preamble, or a suffix that is not .npy or a raster one);
+    ``ImageReadError`` if it cannot be opened."""
+    return _kind(path) == "dicom"
+
+
+def read_header(path: str) -> Dataset:
+    """The DICOM header of ``path`` up to its pixel data; ``ImageReadError`` if unreadable or truncated.
+    For callers that keep numbers from it at once (the header index): never log or store it whole."""
+    return _read_header(path)
 
 
 def _kind(path: str) -> str:
