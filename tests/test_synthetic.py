@@ -48,3 +48,34 @@ def test_lesion_is_brighter_in_severe_studies(small_cohort):
         rows = c.instances[c.instances.sample_id.isin(sids) & (c.instances.modality == "sagittal_t2")]
         peak[sev] = np.mean([max(read_slice(p).max() for p in g.path) for _, g in rows.groupby("sample_id")])
     assert peak["severe"] > peak["none"] * 1.2
+
+
+def test_compressed_cohort_decodes_to_the_uncompressed_pixels(tmp_path):
+    from trainables.data.images import read_slice
+
+    plain = synthetic.generate(tmp_path / "plain", seed=4, n_patients=3, size=128)
+    rle = synthetic.generate(tmp_path / "rle", seed=4, n_patients=3, size=128, compression="rle")
+    files = sorted(p.relative_to(plain) for p in plain.rglob("*.dcm"))
+    assert files == sorted(p.relative_to(rle) for p in rle.rglob("*.dcm"))
+    assert pd.read_csv(plain / "labels.csv").equals(pd.read_csv(rle / "labels.csv"))
+    for f in files:
+        ds = pydicom.dcmread(rle / f, stop_before_pixels=True)
+        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless and (ds.Rows, ds.Columns) == (128, 128)
+        assert np.array_equal(read_slice(str(rle / f)), read_slice(str(plain / f)))
+
+
+def test_unknown_or_unavailable_compression_is_refused_before_writing(tmp_path):
+    import pytest
+
+    from trainables.data.standins.dicom import COMPRESSIONS, check_compression
+
+    with pytest.raises(ValueError, match="valid: none, rle"):
+        synthetic.generate(tmp_path / "x", n_patients=1, compression="lzw")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        synthetic.generate(tmp_path / "y", n_patients=1, size=100)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    for name in COMPRESSIONS:  # each known one is either written or refused naming what it lacks
+        try:
+            check_compression(name)
+        except ValueError as exc:
+            assert "needs an encoder" in str(exc)
