@@ -97,10 +97,8 @@ class HeaderIndex:
 
     def _key(self, path: str) -> str:
         absolute = os.path.abspath(path)
-        try:
-            return os.path.relpath(absolute, self.root) if Path(absolute).is_relative_to(self.root) else absolute
-        except ValueError:  # another drive
-            return absolute
+        prefix = str(self.root) + os.sep
+        return absolute[len(prefix):] if absolute.startswith(prefix) else absolute
 
     # -- scanning ------------------------------------------------------------------------------------
     def update(self, paths: Sequence[str], *, workers: int | None = None) -> int:

@@ -467,7 +467,8 @@ def _slice_normal(orientation) -> np.ndarray | None:
     cosines = _vector(orientation, 6)
     if cosines is None:
         return None
-    normal = np.cross(cosines[:3], cosines[3:])
+    (a1, a2, a3), (b1, b2, b3) = cosines[:3], cosines[3:]
+    normal = np.array([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1])  # np.cross, without its overhead
     norm = np.linalg.norm(normal)
     return normal / norm if norm > 1e-6 else None
 
