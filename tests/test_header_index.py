@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pydicom
 import pytest
 
 from trainables.data import header_index, synthetic
 from trainables.data.images import ImageReadError, order_series
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -126,13 +132,27 @@ def test_damaged_index_file_is_ignored(home, cohort_dir, reads):
     assert index.order(files) == order_series(files)
 
 
-def test_process_pool_reads_the_same_entries(home, cohort_dir, monkeypatch):
-    files = [f for fs in _series_files(cohort_dir) for f in fs]
-    monkeypatch.setattr(header_index, "PROCESS_MIN", 1)
-    monkeypatch.setattr(header_index, "_CHUNK", max(1, len(files) // 3))
-    pooled = header_index.HeaderIndex(cohort_dir / "images")
-    assert pooled.update(files, workers=2) == len(files)
-    serial = header_index.HeaderIndex(cohort_dir / "other")  # another index file: nothing stored yet
-    serial.update(files, workers=1)
-    for fs in _series_files(cohort_dir):
-        assert pooled.order(fs) == serial.order(fs) == order_series(fs)
+def test_process_pool_reads_the_same_entries(home, cohort_dir):
+    """In a fresh single-threaded process (as a CLI run is; the test process may hold Ray's threads),
+    many new files are read by a process pool, with the same result as reading them one by one."""
+    code = textwrap.dedent(f"""
+        import concurrent.futures, sys
+        from trainables.data import header_index
+        from trainables.data.images import order_series
+        used = []
+        class Counting(concurrent.futures.ProcessPoolExecutor):
+            def __init__(self, *a, **k):
+                used.append(1)
+                super().__init__(*a, **k)
+        header_index.ProcessPoolExecutor = Counting
+        header_index.PROCESS_MIN, header_index._CHUNK = 1, 40
+        series = {_series_files(cohort_dir)!r}
+        pooled = header_index.HeaderIndex({str(cohort_dir / "images")!r})
+        assert pooled.update([f for fs in series for f in fs], workers=2) == sum(map(len, series))
+        assert used, "no process pool"
+        assert all(pooled.order(fs) == order_series(fs) for fs in series)
+        print("OK")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-3000:]

@@ -2,7 +2,7 @@
 
 Loading a series cohort orders every series by its headers (:func:`~trainables.data.images.order_series`).
 Reading 150k headers takes minutes, so :func:`scan` reads them once, in parallel (a process pool when
-many files are new, threads otherwise), and keeps what ordering uses in an index file under
+many files are new and the caller is single-threaded, threads otherwise), and keeps what ordering uses in an index file under
 ``sweeps_home()/index/``, one per cohort folder. A later load reads the index and re-reads only the
 files that are new or changed: an entry is reused while the file's path, size, modification time
 (ns) and inode are what they were.
@@ -27,6 +27,8 @@ import json
 import logging
 import math
 import os
+import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -152,14 +154,18 @@ def _read_all(paths: list[str], workers: int | None) -> list:
     chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     if workers <= 1 or len(chunks) == 1:
         return [e for chunk in chunks for e in _read_chunk(chunk)]
-    if len(paths) >= PROCESS_MIN:
+    if len(paths) >= PROCESS_MIN and sys.platform.startswith("linux") and threading.active_count() == 1:
         import multiprocessing
+        from concurrent.futures.process import BrokenProcessPool
 
-        # spawn, not fork: the caller may hold Ray's or a data loader's threads
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    else:
-        pool = ThreadPoolExecutor(workers)
-    with pool:
+        # fork, only from a single-threaded process (a forked copy of held locks could deadlock);
+        # spawn is avoided since it re-runs the caller's script in each worker
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                return [e for part in pool.map(_read_chunk, chunks) for e in part]
+        except (BrokenProcessPool, OSError) as exc:  # no processes to be had here: threads
+            log.warning("header scan: process pool unavailable (%s); reading with threads", type(exc).__name__)
+    with ThreadPoolExecutor(workers) as pool:  # overlaps file I/O (network file systems); parsing holds the GIL
         return [e for part in pool.map(_read_chunk, chunks) for e in part]
 
 
