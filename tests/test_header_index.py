@@ -156,3 +156,18 @@ def test_process_pool_reads_the_same_entries(home, cohort_dir):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-3000:]
+
+
+def test_rsna_second_load_reads_no_header_and_quarantines_alike(home, tmp_path, reads):
+    from trainables.data import rsna
+    from trainables.data.standins import rsna as rsna_standin
+
+    root = rsna_standin.standin(tmp_path / "kaggle", n_studies=4)
+    bad = sorted((root / "train_images").rglob("*.dcm"))[0]
+    bad.write_bytes(bad.read_bytes()[:300])  # cut inside the header
+    first = rsna.load(root)
+    assert reads and [q["path"] for q in first.quarantine] == [str(bad)]
+    reads.clear()
+    second = rsna.load(root)
+    assert reads == []
+    assert second.instances.equals(first.instances) and second.quarantine == first.quarantine
