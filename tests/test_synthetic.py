@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pydicom
+import pytest
 
 from trainables.data import synthetic
 
@@ -50,23 +51,28 @@ def test_lesion_is_brighter_in_severe_studies(small_cohort):
     assert peak["severe"] > peak["none"] * 1.2
 
 
-def test_compressed_cohort_decodes_to_the_uncompressed_pixels(tmp_path):
+@pytest.mark.parametrize("compression", ["rle", "jpeg2000"])
+def test_compressed_cohort_decodes_to_the_uncompressed_pixels(tmp_path, compression):
     from trainables.data.images import read_slice
+    from trainables.data.standins.dicom import COMPRESSIONS, check_compression
 
+    if compression != "rle":  # RLE is pydicom's own; the others need an encoder plugin
+        try:
+            check_compression(compression)
+        except ValueError as exc:
+            pytest.skip(str(exc))
     plain = synthetic.generate(tmp_path / "plain", seed=4, n_patients=3, size=128)
-    rle = synthetic.generate(tmp_path / "rle", seed=4, n_patients=3, size=128, compression="rle")
+    packed = synthetic.generate(tmp_path / compression, seed=4, n_patients=3, size=128, compression=compression)
     files = sorted(p.relative_to(plain) for p in plain.rglob("*.dcm"))
-    assert files == sorted(p.relative_to(rle) for p in rle.rglob("*.dcm"))
-    assert pd.read_csv(plain / "labels.csv").equals(pd.read_csv(rle / "labels.csv"))
+    assert files == sorted(p.relative_to(packed) for p in packed.rglob("*.dcm"))
+    assert pd.read_csv(plain / "labels.csv").equals(pd.read_csv(packed / "labels.csv"))
     for f in files:
-        ds = pydicom.dcmread(rle / f, stop_before_pixels=True)
-        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless and (ds.Rows, ds.Columns) == (128, 128)
-        assert np.array_equal(read_slice(str(rle / f)), read_slice(str(plain / f)))
+        ds = pydicom.dcmread(packed / f, stop_before_pixels=True)
+        assert ds.file_meta.TransferSyntaxUID == COMPRESSIONS[compression] and (ds.Rows, ds.Columns) == (128, 128)
+        assert np.array_equal(read_slice(str(packed / f)), read_slice(str(plain / f)))
 
 
 def test_unknown_or_unavailable_compression_is_refused_before_writing(tmp_path):
-    import pytest
-
     from trainables.data.standins.dicom import COMPRESSIONS, check_compression
 
     with pytest.raises(ValueError, match="valid: none, rle"):
