@@ -33,9 +33,8 @@ Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` a
   shared pages counted in each). The embedding stage for these cohorts runs before, untimed.
 - ``full`` (only with ``--full``): ``full_size_s``, 3,000 patients (about 150k slices): cohort load +
   embedding stage + 8 trials through ``python -m sweeps run quickstart`` on a fresh SWEEPS_HOME,
-  seconds, and ``full_size_peak_rss_mb`` (the peak RSS of the command's process tree, from
-  ``getrusage(RUSAGE_CHILDREN)``: the largest single process; Ray workers are counted when the
-  run's Ray session is started by that command).
+  seconds, and ``full_size_peak_pss_mb``: the peak of the PSS summed over the command's process tree
+  (the driver, and the Ray session it starts: raylet, object store, trial workers), sampled each second.
 
 Also printed: the machine's CPU count and load average before each part, since on a shared
 machine every figure depends on them.
@@ -51,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -301,19 +301,42 @@ def full(work: Path, a) -> None:
     cmd = [sys.executable, "-m", "sweeps", "run", "quickstart", "--trials", "8", "--no-progress", "--name", "full",
            "--data", str(root), "--option", f"n_patients={a.full_patients}"]
     note(" ".join(cmd))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def sample() -> None:  # the PSS summed over the command's process tree (driver, raylet, Ray workers)
+        while proc.poll() is None:
+            peak[0] = max(peak[0], sum(_pss(pid) for pid in _tree(proc.pid)))
+            time.sleep(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    sampler.join()
     if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        print(out[-3000:], err[-3000:])
         raise RuntimeError(f"the run exited with {proc.returncode}")
     result("full_size_s", f"{wall:.0f}")
-    result("full_size_peak_rss_mb", f"{max(peak, before) / 1024:.0f}")
-    for line in proc.stderr.splitlines():
+    result("full_size_peak_pss_mb", f"{peak[0] / 2**20:.0f}")
+    for line in err.splitlines():
         if "cohort synthetic" in line or "embedding cache" in line or "sweep full" in line:
             note(line.strip())
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/PID/task/*/children (Linux)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return found
 
 
 PARTS = {"embed": embed, "decode": decode, "rescan": rescan, "trial": trial, "full": full}
