@@ -247,7 +247,10 @@ def _pss(pid: int) -> int:
 
 
 def _concurrent(handle, n: int) -> tuple[int, int, float]:
-    """Run ``n`` trial workers at once; (peak of their summed PSS, sum of their peak RSS, longest trial s)."""
+    """Run ``n`` trial workers at once; (peak of their summed PSS, sum of their peak RSS, longest trial s).
+    Each worker gets one thread per numeric library, as Ray gives a trial of one CPU (OMP_NUM_THREADS=1)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # read by the spawned workers as they import numpy and torch
     ctx = multiprocessing.get_context("spawn")
     start, queue = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_trial_worker, args=(handle, start, queue)) for _ in range(n)]
