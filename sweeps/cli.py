@@ -193,7 +193,11 @@ def _standin(a) -> int:
 def _synth(a) -> int:
     from trainables.data import synthetic
 
-    out = synthetic.generate(a.out, seed=a.seed, n_patients=a.patients)
+    try:
+        out = synthetic.generate(a.out, seed=a.seed, n_patients=a.patients, size=a.size, compression=a.compression)
+    except ValueError as exc:  # a size or compression this machine cannot write: said before anything is written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(out)
     return 0
 
@@ -234,6 +238,10 @@ def _args_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patients", type=int, default=300)
+    p.add_argument("--size", type=int, default=64, help="slice width and height in pixels, a multiple of 8 (default 64)")
+    p.add_argument("--compression", default="none", choices=("none", "rle", "jpeg2000", "jpegls"),
+                   help="transfer syntax of the slices (lossless; default uncompressed): rle, jpeg2000 or jpegls "
+                        "where pydicom has an encoder for it")
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:

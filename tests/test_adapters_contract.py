@@ -124,7 +124,7 @@ def test_a_generated_cohort_loads_as_a_valid_cohort_strict_or_not(name, tmp_path
     _check_cohort(c, tmp_path / name)
 
 
-ALLOWED = {"adapter", "cohort", "quarantine", "images", "files", "layouts", "leakage", "duplicates"}  # shared leaf modules
+ALLOWED = {"adapter", "cohort", "quarantine", "images", "files", "layouts", "leakage", "duplicates", "header_index"}  # shared leaf modules
 
 
 @pytest.mark.parametrize("name", NAMES)

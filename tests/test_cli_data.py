@@ -49,3 +49,15 @@ def test_a_bad_adapter_option_is_a_clear_error_naming_it(capsys, tmp_path):
     assert "unknown knee option 'uncertainty' (at --option" in err and "Valid knee option names: allow_leaky" in err
     assert main(["data", "inspect", "knee", "--option", "uncertainty"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_data_synth_writes_a_compressed_cohort_at_the_asked_size(tmp_path, capsys):
+    import pydicom
+
+    out = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(out), "--patients", "1", "--size", "32", "--compression", "rle"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    ds = pydicom.dcmread(next(out.rglob("*.dcm")))
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless and ds.pixel_array.shape == (32, 32)
+    assert main(["data", "synth", "--out", str(tmp_path / "bad"), "--patients", "1", "--size", "30"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pydicom
+import pytest
 
 from trainables.data import synthetic
 
@@ -48,3 +49,39 @@ def test_lesion_is_brighter_in_severe_studies(small_cohort):
         rows = c.instances[c.instances.sample_id.isin(sids) & (c.instances.modality == "sagittal_t2")]
         peak[sev] = np.mean([max(read_slice(p).max() for p in g.path) for _, g in rows.groupby("sample_id")])
     assert peak["severe"] > peak["none"] * 1.2
+
+
+@pytest.mark.parametrize("compression", ["rle", "jpeg2000"])
+def test_compressed_cohort_decodes_to_the_uncompressed_pixels(tmp_path, compression):
+    from trainables.data.images import read_slice
+    from trainables.data.standins.dicom import COMPRESSIONS, check_compression
+
+    if compression != "rle":  # RLE is pydicom's own; the others need an encoder plugin
+        try:
+            check_compression(compression)
+        except ValueError as exc:
+            pytest.skip(str(exc))
+    plain = synthetic.generate(tmp_path / "plain", seed=4, n_patients=3, size=128)
+    packed = synthetic.generate(tmp_path / compression, seed=4, n_patients=3, size=128, compression=compression)
+    files = sorted(p.relative_to(plain) for p in plain.rglob("*.dcm"))
+    assert files == sorted(p.relative_to(packed) for p in packed.rglob("*.dcm"))
+    assert pd.read_csv(plain / "labels.csv").equals(pd.read_csv(packed / "labels.csv"))
+    for f in files:
+        ds = pydicom.dcmread(packed / f, stop_before_pixels=True)
+        assert ds.file_meta.TransferSyntaxUID == COMPRESSIONS[compression] and (ds.Rows, ds.Columns) == (128, 128)
+        assert np.array_equal(read_slice(str(packed / f)), read_slice(str(plain / f)))
+
+
+def test_unknown_or_unavailable_compression_is_refused_before_writing(tmp_path):
+    from trainables.data.standins.dicom import COMPRESSIONS, check_compression
+
+    with pytest.raises(ValueError, match="valid: none, rle"):
+        synthetic.generate(tmp_path / "x", n_patients=1, compression="lzw")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        synthetic.generate(tmp_path / "y", n_patients=1, size=100)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    for name in COMPRESSIONS:  # each known one is either written or refused naming what it lacks
+        try:
+            check_compression(name)
+        except ValueError as exc:
+            assert "needs an encoder" in str(exc)

@@ -42,8 +42,8 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 
-__all__ = ["READER_VERSION", "ImageReadError", "Voi", "describe_error", "frame_count", "read_slice", "read_slice_with_voi", "order_series",
-           "quiet_pydicom", "window_from_header"]
+__all__ = ["READER_VERSION", "ImageReadError", "Voi", "describe_error", "frame_count", "is_dicom", "order_series",
+           "quiet_pydicom", "read_header", "read_slice", "read_slice_with_voi", "window_from_header"]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def window_from_header(path: str) -> tuple[float, float] | None:
     return center, width
 
 
-def order_series(paths: list[str]) -> list[tuple[str, float]]:
+def order_series(paths: list[str], headers=None) -> list[tuple[str, float]]:
     """Sort the files of one series into slice order; return ``(path, order_value)`` ascending.
 
     DICOM files (headers only are read):
@@ -174,18 +174,22 @@ def order_series(paths: list[str]) -> list[tuple[str, float]]:
     Ties are broken by Instance Number, then path. Non-DICOM files (PNG, ``.npy``, ...) are in
     natural file-name order with the index as order value. A series mixing DICOM and non-DICOM files,
     or a DICOM file whose header cannot be read, raises ``ImageReadError``.
+
+    ``headers``: ``{path: fields}`` already read for every path (anything with ``.get(keyword)``, e.g.
+    the numbers kept by :mod:`trainables.data.header_index`); the files are then taken as DICOM and
+    not opened.
     """
     paths = [str(p) for p in paths]
     if not paths:
         return []
-    other = [p for p in paths if _kind(p) != "dicom"]
+    other = [] if headers is not None else [p for p in paths if _kind(p) != "dicom"]
     if len(other) == len(paths):
         return _by_name(paths)
     if other:
         raise ImageReadError(other[0], "series mixes DICOM and non-DICOM files")
 
     with quiet_pydicom():  # element values are converted on access: a malformed one warns, quoting it
-        headers = {p: _read_header(p) for p in paths}
+        headers = headers if headers is not None else {p: _read_header(p) for p in paths}
         instance = {p: _first_number(headers[p].get("InstanceNumber")) for p in paths}
         positions = {p: _vector(headers[p].get("ImagePositionPatient"), 3) for p in paths}
         normals = {p: _slice_normal(headers[p].get("ImageOrientationPatient")) for p in paths}
@@ -246,6 +250,18 @@ def _warn_mixed_orientation(normals: dict[str, np.ndarray | None]) -> None:
         odd = [p for g in groups[1:] for p in g]
         log.warning("one series mixes %d orientations: %d of %d slices differ from the main one (a scout or "
                     "localizer among the slices?), e.g. %s", len(groups), len(odd), len(known), odd[0])
+
+
+def is_dicom(path: str) -> bool:
+    """Whether ``path`` is read as DICOM (a DICM preamble, or a suffix that is not .npy or a raster one);
+    ``ImageReadError`` if it cannot be opened."""
+    return _kind(path) == "dicom"
+
+
+def read_header(path: str) -> Dataset:
+    """The DICOM header of ``path`` up to its pixel data; ``ImageReadError`` if unreadable or truncated.
+    For callers that keep numbers from it at once (the header index): never log or store it whole."""
+    return _read_header(path)
 
 
 def _kind(path: str) -> str:
@@ -575,7 +591,8 @@ def _slice_normal(orientation) -> np.ndarray | None:
     cosines = _vector(orientation, 6)
     if cosines is None:
         return None
-    normal = np.cross(cosines[:3], cosines[3:])
+    (a1, a2, a3), (b1, b2, b3) = cosines[:3], cosines[3:]
+    normal = np.array([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1])  # np.cross, without its overhead
     norm = np.linalg.norm(normal)
     return normal / norm if norm > 1e-6 else None
 

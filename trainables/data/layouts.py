@@ -3,7 +3,8 @@ DICOM slices per series: ``labels.csv`` (study_id, patient key, targets, tabular
 ``series.csv`` (study_id, series_id, series_description), ``images/<study_id>/<series_id>/*.dcm``.
 
 Slices are ordered by ImagePositionPatient projected on the slice normal (InstanceNumber as the
-fallback) by :func:`trainables.data.images.order_series`, which reads geometry tags only.
+fallback) by :func:`trainables.data.images.order_series`, which reads geometry tags only, once: later loads
+use the header index (:mod:`trainables.data.header_index`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cohort import Cohort, CohortError, Target
-from .images import order_series
+from . import header_index
 
 
 def load_series_layout(root: Path, *, name: str, modality_of: dict[str, str], target: str, classes, tabular=(),
@@ -32,7 +33,7 @@ def load_series_layout(root: Path, *, name: str, modality_of: dict[str, str], ta
         raise CohortError(f"{root / 'labels.csv'}: row {row + 2} (study {labels.loc[row, 'study_id']}) has no {target!r} label")
     samples = labels.rename(columns={"study_id": "sample_id", patient_col: "patient_id"})
     samples = samples[["sample_id", "patient_id", target, *tabular, *text]].reset_index(drop=True)
-    rows = []
+    listed = []
     for r in series.itertuples(index=False):
         desc = r.series_description
         if desc not in modality_of:
@@ -42,7 +43,12 @@ def load_series_layout(root: Path, *, name: str, modality_of: dict[str, str], ta
         files = sorted(str(p) for p in folder.glob("*") if p.is_file())
         if not files:  # a series with no slices counts as missing, and says where
             raise CohortError(f"{folder}: series {r.series_id} of study {r.study_id} has no slices")
-        for k, (path, _) in enumerate(order_series(files)):
+        listed.append((r, files))
+    index = header_index.scan(root / "images", [f for _, files in listed for f in files])  # read once, in parallel
+    rows = []
+    for r, files in listed:
+        desc = r.series_description
+        for k, (path, _) in enumerate(index.order(files)):
             rows.append((r.study_id, modality_of[desc], k, path, 0))
     instances = pd.DataFrame(rows, columns=["sample_id", "modality", "order", "path", "frame"])
     return Cohort(name=name, samples=samples, instances=instances,

@@ -140,13 +140,14 @@ def _hash(pixels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def order_or_quarantine(files: list[str], quarantine: list[dict], strict: bool) -> list[tuple[str, float]]:
+def order_or_quarantine(files: list[str], quarantine: list[dict], strict: bool, index=None) -> list[tuple[str, float]]:
     """``order_series(files)``, setting aside in ``quarantine`` each file whose header it cannot read (one
-    at a time: the error names the file) until the rest orders; ``strict`` raises on the first instead."""
+    at a time: the error names the file) until the rest orders; ``strict`` raises on the first instead.
+    ``index``: a :class:`~trainables.data.header_index.HeaderIndex` holding the files' headers (read once)."""
     remaining = list(files)
     while remaining:
         try:
-            return order_series(remaining)
+            return index.order(remaining) if index is not None else order_series(remaining)
         except ImageReadError as exc:
             if strict or exc.path not in remaining:
                 raise CohortError(f"{exc.path}: unreadable image file ({exc.reason}); strict=True stops here, "

@@ -49,6 +49,7 @@ import pandas as pd
 from ..lookup import check as check_name
 from .adapter import Param, hint, need_root, resolve_options
 from .cohort import MASKED, Cohort, CohortError, Target
+from . import header_index
 from .quarantine import order_or_quarantine
 
 log = logging.getLogger("sweeps.data.rsna")
@@ -212,8 +213,11 @@ def _instances(images: Path, series: pd.DataFrame, quarantine: list[dict], stric
     modality (series in CSV line order); returns the rows and the number of series without slices."""
     frames, missing = [], 0
     next_order: dict[tuple[str, str], int] = {}
-    for study, series_id, modality in series[["study_id", "series_id", "modality"]].itertuples(index=False):
-        ordered = order_or_quarantine(_slice_files(images / study / series_id), quarantine, strict)
+    listed = [(study, series_id, modality, _slice_files(images / study / series_id))
+              for study, series_id, modality in series[["study_id", "series_id", "modality"]].itertuples(index=False)]
+    index = header_index.scan(images, [f for *_, files in listed for f in files])  # headers read once, in parallel
+    for study, series_id, modality, files in listed:
+        ordered = order_or_quarantine(files, quarantine, strict, index)
         if not ordered:
             missing += 1
             continue

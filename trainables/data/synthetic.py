@@ -3,8 +3,10 @@
 What it is (deterministic from ``seed``):
 
 - ``n_patients`` patients (default 300); about 15% have a second study. Each study has up to three
-  series types, ``sagittal_t1``, ``sagittal_t2`` and ``axial_t2``, of 8 to 24 slices each, 64x64,
-  16-bit, with rescale slope/intercept, ImagePositionPatient/ImageOrientationPatient and
+  series types, ``sagittal_t1``, ``sagittal_t2`` and ``axial_t2``, of 8 to 24 slices each, 64x64
+  (``size``: any multiple of 8; the lesion's radius scales with it), 16-bit, uncompressed (``compression``:
+  a lossless transfer syntax real PACS exports use, ``rle``, ``jpeg2000`` or ``jpegls`` where an encoder is
+  installed, so that decoding costs here what it costs on real data), with rescale slope/intercept, ImagePositionPatient/ImageOrientationPatient and
   InstanceNumber set, written under random file names in shuffled order. About 15% of studies lack
   one series type.
 - A 3-class ``severity`` label (``none``, ``moderate``, ``severe``), about 70/20/10.
@@ -57,22 +59,37 @@ def default_dir() -> Path:
     return sweeps_home() / "data" / f"synthetic-v{VERSION}"
 
 
-def ensure(out: Path | None = None, seed: int = 0, n_patients: int = 300) -> Path:
+def _variant(size: int, compression: str | None) -> str:
+    """The suffix naming a non-default size or compression ("" for the default 64 px, uncompressed)."""
+    return (f"-s{size}" if size != 64 else "") + (f"-{compression}" if compression not in (None, "", "none") else "")
+
+
+def ensure(out: Path | None = None, seed: int = 0, n_patients: int = 300, size: int = 64,
+           compression: str | None = None) -> Path:
     """Generate the cohort at ``out`` unless a complete one with these settings is already there."""
-    out = Path(out) if out else default_dir() / f"seed{seed}-n{n_patients}"
+    out = Path(out) if out else default_dir() / f"seed{seed}-n{n_patients}{_variant(size, compression)}"
     if (out / "COMPLETE").exists():
         return out
-    return generate(out, seed=seed, n_patients=n_patients)
+    return generate(out, seed=seed, n_patients=n_patients, size=size, compression=compression)
 
 
-def generate(out: Path, seed: int = 0, n_patients: int = 300, size: int = 64) -> Path:
+def generate(out: Path, seed: int = 0, n_patients: int = 300, size: int = 64, compression: str | None = None) -> Path:
+    """Write the cohort to the new folder ``out`` (atomically); see the module docstring. ``size`` (a
+    multiple of 8, at least 16) and ``compression`` (None or ``none``, ``rle``, ``jpeg2000``, ``jpegls``)
+    are checked before anything is written; the defaults give today's cohort byte for byte."""
     import pydicom  # noqa: F401  (fail early with ImportError if missing)
 
     from .files import atomic_dir
+    from .standins.dicom import check_compression
 
+    if not isinstance(size, int) or size < 16 or size % 8:
+        raise ValueError(f"size must be a multiple of 8 of at least 16, got {size!r}")
+    check_compression(compression)
+    compression = None if compression in (None, "", "none") else compression
     with atomic_dir(out, complete=lambda p: (p / "COMPLETE").exists()) as tmp:  # a concurrent sweep's copy is as good
-        _write(tmp, seed, n_patients, size)
-        (tmp / "COMPLETE").write_text(f"synthetic v{VERSION} seed={seed} n_patients={n_patients}\n")
+        _write(tmp, seed, n_patients, size, compression)
+        extra = f" size={size} compression={compression}" if _variant(size, compression) else ""
+        (tmp / "COMPLETE").write_text(f"synthetic v{VERSION} seed={seed} n_patients={n_patients}{extra}\n")
     return Path(out)
 
 
@@ -91,7 +108,8 @@ def lesion_truth(seed: int = 0, n_patients: int = 300, size: int = 64) -> pd.Dat
     return pd.DataFrame(rows, columns=["study_id", "series_id", "n_slices", "first", "width", "cy", "cx", "radius"])
 
 
-def _write(root: Path | None, seed: int, n_patients: int, size: int, truth: list | None = None) -> None:
+def _write(root: Path | None, seed: int, n_patients: int, size: int, compression: str | None = None,
+           truth: list | None = None) -> None:
     """Generate the cohort under ``root``; ``root=None`` writes nothing and only fills ``truth``
     (the generator draws the same numbers either way)."""
     rng = np.random.default_rng(seed)
@@ -128,7 +146,7 @@ def _write(root: Path | None, seed: int, n_patients: int, size: int, truth: list
                 series_rows.append({"study_id": study_id, "series_id": series_id,
                                     "series_description": DESCRIPTIONS[stype]})
                 _write_series(None if root is None else root / "images" / study_id / series_id, rng, stype, sev, size,
-                              identity, study_id, series_id, truth)
+                              identity, study_id, series_id, compression, truth)
     if root is None:
         return
     pd.DataFrame(label_rows).to_csv(root / "labels.csv", index=False)
@@ -164,7 +182,7 @@ def _slice_image(rng: np.random.Generator, size: int, k: int, n: int, stype: str
 
 
 def _write_series(folder: Path | None, rng, stype: str, sev: int, size: int, identity: dict, study_id: str,
-                  series_id: str, truth: list | None = None) -> None:
+                  series_id: str, compression: str | None = None, truth: list | None = None) -> None:
     from pydicom.uid import MRImageStorage, generate_uid
 
     if folder is not None:
@@ -177,7 +195,7 @@ def _write_series(folder: Path | None, rng, stype: str, sev: int, size: int, ide
         width = int(rng.integers(1, 4))  # lesion spans 1 to 3 adjacent slices
         start = int(rng.integers(0, n - width + 1))
         amp = (0.5, 0.9)[sev - 1] * rng.uniform(0.8, 1.2)
-        radius = (3.0, 4.5)[sev - 1]
+        radius = (3.0, 4.5)[sev - 1] * size / 64
         cy, cx = rng.uniform(0.3, 0.7, 2) * size
         yy, xx = np.mgrid[0:size, 0:size]
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2)).astype(np.float32)
@@ -205,6 +223,7 @@ def _write_series(folder: Path | None, rng, stype: str, sev: int, size: int, ide
         pos = [-spacing * k, -100.0, 50.0] if sagittal else [-100.0, -100.0, spacing * k]
         name = f"{rng.integers(10**8, 10**9)}.dcm"
         write_dicom(folder / name, stored, sop_class=MRImageStorage, modality="MR", identity=identity,
+                    compression=compression,
                     StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, SeriesDescription=DESCRIPTIONS[stype],
                     InstanceNumber=int(k + 1), ImagePositionPatient=[float(v) for v in pos],
                     ImageOrientationPatient=iop, PixelSpacing=[1.0, 1.0], SliceThickness=spacing,
@@ -215,22 +234,25 @@ NAME = "synthetic"
 OPTIONS = {
     "seed": Param(int, 0, low=0, doc="the generator's seed (the cohort is deterministic from it)"),
     "n_patients": Param(int, 300, low=1, doc="patients to generate (about 15% get a second study)"),
+    "size": Param(int, 64, low=16, doc="slice width and height in pixels (a multiple of 8)"),
+    "compression": Param(str, "none", choices=("none", "rle", "jpeg2000", "jpegls"),
+                         doc="transfer syntax of the slices: uncompressed or a lossless one PACS exports use"),
 }
 
 
 def load(root: str | Path | None = None, *, strict: bool = False, **options):
     """The synthetic cohort in canonical form, generated at ``root`` (default under SWEEPS_HOME) on first use.
 
-    ``options`` (``OPTIONS``): ``seed``, ``n_patients``. ``strict`` is accepted for the contract; a generated
+    ``options`` (``OPTIONS``): ``seed``, ``n_patients``, ``size``, ``compression``. ``strict`` is accepted for the contract; a generated
     cohort has no unreadable file to set aside.
     """
     o = resolve_options(NAME, OPTIONS, options)
-    seed, n_patients = o["seed"], o["n_patients"]
+    seed, n_patients, size, compression = o["seed"], o["n_patients"], o["size"], o["compression"]
     from .layouts import load_series_layout
 
-    root = ensure(root, seed=seed, n_patients=n_patients)
+    root = ensure(root, seed=seed, n_patients=n_patients, size=size, compression=compression)
     return load_series_layout(
-        root, name=f"synthetic-s{seed}-n{n_patients}",
+        root, name=f"synthetic-s{seed}-n{n_patients}{_variant(size, compression)}",
         modality_of={v: k for k, v in DESCRIPTIONS.items()}, target="severity", classes=CLASSES,
         tabular=["age", "sex", "bmi"], text=["report"],
         description=f"built-in synthetic MRI cohort v{VERSION} (seed {seed}, {n_patients} patients), "

@@ -1,0 +1,377 @@
+"""Scale figures of issue 11, printed as ``RESULT <name> <value>`` lines (targets in the issue).
+
+Run from the repository root (the defaults are the issue's sizes; generating the cohorts is the
+slow part and is excluded from every timing, and kept in ``--work`` for a rerun)::
+
+    PYTHONPATH=$PWD python benchmarks/bench_scale.py --work /tmp/bench_scale
+    PYTHONPATH=$PWD python benchmarks/bench_scale.py --only decode rescan        # some parts only
+    PYTHONPATH=$PWD python benchmarks/bench_scale.py --full                      # adds full_size_s (long)
+
+Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` and the rest go on):
+
+- ``embed``: ``embed_parity``, the Ray Data embedding stage (``trainables.embed_ray``) against
+  today's in-process stage, images/s on the quickstart cohort, same run. A hook: it runs only where
+  ``trainables.embed_ray`` exists and exposes ``bench_parity(cohort) -> (ray_ips, inproc_ips)``;
+  otherwise it prints ``RESULT embed_parity unavailable``.
+- ``decode``: ``decode_scaling``, a ``--decode-size`` px (512) cohort written in ``--compression``
+  (RLE) by ``python -m sweeps data synth``'s generator: reading, decoding and preprocessing to the
+  encoder's input (``Preprocessor('grayscale_norm', 224)``: what the embedding stage does before
+  the model; no model), in 2 worker processes against 1, images/s (pools started and warmed before
+  the clock starts; the same ``--decode-images`` images each time).
+- ``rescan``: second cohort load / first, wall time, with the header index (a fresh SWEEPS_HOME:
+  the first load reads every header, in parallel, the second reads the index), ``--rescan-patients``
+  (300) patients.
+- ``trial``: ``trial_growth``, the time of one trial (``trial_data`` + ``evaluate`` of a fixed
+  quickstart configuration, both pooling arms, 5 folds, timed inside a fresh worker process as a Tune
+  worker runs its first trial, one torch thread; the least of ``--repeats`` runs) at ``--large``
+  (1,200) patients / at ``--small`` (300); and ``trial_memory``, the memory of 2 concurrent trial worker
+  processes / of 1, at ``--large`` patients: each worker (spawned, importing what a Tune worker
+  imports) runs that trial once; the parent samples the workers' proportional set size (PSS:
+  shared pages, a memory-mapped cache or Ray's object store, split between the processes that map
+  them, so it shows what a second worker adds) every 0.1 s and keeps the peak of the sum.
+  ``trial_memory_rss`` is the same ratio of summed peak RSS (each worker's own high-water mark;
+  shared pages counted in each). The embedding stage for these cohorts runs before, untimed.
+- ``full`` (only with ``--full``): ``full_size_s``, 3,000 patients (about 150k slices): cohort load +
+  embedding stage + 8 trials through ``python -m sweeps run quickstart`` on a fresh SWEEPS_HOME,
+  seconds, and ``full_size_peak_pss_mb``: the peak of the PSS summed over the command's process tree
+  (the driver, and the Ray session it starts: raylet, object store, trial workers), sampled each second.
+
+Also printed: the machine's CPU count and load average before each part, since on a shared
+machine every figure depends on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# the fixed trial configuration timed by `trial` (a quickstart configuration, both pooling arms)
+TRIAL_CONFIG = {"encoder": "resnet18", "preprocessing": "grayscale_norm", "pca_dim": 32,
+                "pooling": {"attention": {"hidden_dim": 32}}, "fusion": "concat", "tabular": True,
+                "sampling": "none", "head": "logreg"}
+
+
+def result(name: str, value) -> None:
+    print(f"RESULT {name} {value}", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"# {text}", flush=True)
+
+
+def machine() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpus} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+
+
+def part(fn):
+    def wrapped(*a, **k):
+        note(f"{fn.__name__}: start ({machine()})")
+        t = time.perf_counter()
+        try:
+            fn(*a, **k)
+        except Exception:  # noqa: BLE001 - a benchmark part reports and the others go on
+            traceback.print_exc()
+            result(fn.__name__, "failed")
+        note(f"{fn.__name__}: {time.perf_counter() - t:.1f} s")
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+def cohort_dir(work: Path, n_patients: int, size: int = 64, compression: str | None = None) -> Path:
+    """The synthetic cohort with these settings under ``work`` (generated once, untimed)."""
+    from trainables.data import synthetic
+
+    out = work / "cohorts" / f"n{n_patients}-s{size}-{compression or 'none'}"
+    if not (out / "COMPLETE").exists():
+        t = time.perf_counter()
+        shutil.rmtree(out, ignore_errors=True)
+        synthetic.generate(out, seed=0, n_patients=n_patients, size=size, compression=compression)
+        note(f"generated {out.name} in {time.perf_counter() - t:.0f} s")
+    return out
+
+
+def load(root: Path, n_patients: int, size: int = 64, compression: str | None = None):
+    from trainables.data import synthetic
+
+    return synthetic.load(root, seed=0, n_patients=n_patients, size=size, compression=compression or "none")
+
+
+# -- embed_parity: the lead's Ray Data stage -------------------------------------------------------
+@part
+def embed(work: Path, a) -> None:
+    """The hook for ``embed_parity``: filled in where ``trainables.embed_ray`` exists."""
+    try:
+        import trainables.embed_ray as embed_ray
+    except ImportError:
+        result("embed_parity", "unavailable")
+        note("trainables.embed_ray is not importable here: embed_parity not measured")
+        return
+    if not hasattr(embed_ray, "bench_parity"):
+        result("embed_parity", "unavailable")
+        note("trainables.embed_ray has no bench_parity(cohort) -> (ray_images_per_s, inprocess_images_per_s)")
+        return
+    os.environ["SWEEPS_HOME"] = str(work / "home-embed")
+    cohort = load(cohort_dir(work, a.small), a.small)
+    ray_ips, inproc_ips = embed_ray.bench_parity(cohort)
+    result("embed_ray_images_per_s", f"{ray_ips:.1f}")
+    result("embed_inprocess_images_per_s", f"{inproc_ips:.1f}")
+    result("embed_parity", f"{ray_ips / inproc_ips:.3f}")
+
+
+# -- decode_scaling --------------------------------------------------------------------------------
+def _decode_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker: the scaling measured is the workers'
+
+
+def _decode_batch(paths: list[str]) -> int:
+    """Read, decode and preprocess ``paths`` as the embedding stage does before its model."""
+    from trainables.data.images import read_slice
+    from trainables.encoders import Preprocessor
+
+    pre = Preprocessor("grayscale_norm", 224)
+    x = pre.batch(pre.slices([read_slice(p) for p in paths], None))
+    assert x.shape[0] == len(paths)
+    return len(paths)
+
+
+@part
+def decode(work: Path, a) -> None:
+    root = cohort_dir(work, a.decode_patients, a.decode_size, a.compression)
+    os.environ["SWEEPS_HOME"] = str(work / "home-decode")
+    paths = load(root, a.decode_patients, a.decode_size, a.compression).instances["path"].tolist()[: a.decode_images]
+    batches = [paths[i:i + 16] for i in range(0, len(paths), 16)]
+    note(f"{len(paths)} images of {a.decode_size} px, {a.compression}, batches of 16")
+    rates = {}
+    ctx = multiprocessing.get_context("spawn")
+    for workers in (1, 2):
+        with ctx.Pool(workers, initializer=_decode_init) as pool:
+            pool.map(_decode_batch, [paths[:2]] * workers, chunksize=1)  # imports and first read, untimed
+            t = time.perf_counter()
+            done = sum(pool.map(_decode_batch, batches, chunksize=1))
+            rates[workers] = done / (time.perf_counter() - t)
+        result(f"decode_images_per_s_{workers}", f"{rates[workers]:.1f}")
+    result("decode_scaling", f"{rates[2] / rates[1]:.3f}")
+
+
+# -- rescan -----------------------------------------------------------------------------------------
+@part
+def rescan(work: Path, a) -> None:
+    from trainables.data import header_index
+
+    root = cohort_dir(work, a.rescan_patients)
+    home = work / "home-rescan"
+    shutil.rmtree(home, ignore_errors=True)
+    os.environ["SWEEPS_HOME"] = str(home)
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        cohort = load(root, a.rescan_patients)
+        times.append(time.perf_counter() - t)
+    index = header_index.scan(root / "images", cohort.instances["path"].tolist())
+    assert index.n_read == 0, "the index was not reused"
+    note(f"{len(cohort.instances)} slices; index file {header_index.index_path(root / 'images').stat().st_size} bytes")
+    result("rescan_first_s", f"{times[0]:.2f}")
+    result("rescan_second_s", f"{times[1]:.2f}")
+    result("rescan", f"{times[1] / times[0]:.3f}")
+
+
+# -- trial_growth, trial_memory ---------------------------------------------------------------------
+def _handle(work: Path, n_patients: int):
+    """The DataHandle of the quickstart space on an ``n_patients`` cohort, its embeddings cached."""
+    from dataclasses import replace
+
+    from sweeps.runner import prepare
+    from sweeps.spec import load_space
+
+    root = cohort_dir(work, n_patients)
+    os.environ["SWEEPS_HOME"] = str(work / "home-trial")
+    spec = load_space("quickstart")
+    spec = replace(spec, cohort_options={**spec.cohort_options, "n_patients": n_patients, "root": str(root)})
+    t = time.perf_counter()
+    _, _, handle = prepare(spec, progress=False)
+    note(f"{n_patients} patients: cohort + embeddings ready in {time.perf_counter() - t:.0f} s (untimed)")
+    return handle
+
+
+def one_trial(handle) -> dict:
+    """What a Tune worker does for one trial, without Tune: its data, then ``evaluate``."""
+    from trainables.pipeline import evaluate, flatten
+    from trainables.trainable import trial_data
+
+    data = trial_data(handle, TRIAL_CONFIG["encoder"], TRIAL_CONFIG["preprocessing"])
+    results = evaluate(TRIAL_CONFIG, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)
+    return flatten(results, handle.metric, handle.mode)
+
+
+def _trial_worker(handle, start, queue) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    start.wait()
+    t = time.perf_counter()
+    one_trial(handle)
+    queue.put((time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (Linux /proc/PID/smaps_rollup), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _concurrent(handle, n: int) -> tuple[int, int, float]:
+    """Run ``n`` trial workers at once; (peak of their summed PSS, sum of their peak RSS, longest trial s).
+    Each worker gets one thread per numeric library, as Ray gives a trial of one CPU (OMP_NUM_THREADS=1)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # read by the spawned workers as they import numpy and torch
+    ctx = multiprocessing.get_context("spawn")
+    start, queue = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_trial_worker, args=(handle, start, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)
+    peak = 0
+    start.set()
+    got = []
+    while len(got) < n:
+        peak = max(peak, sum(_pss(p.pid) for p in procs))
+        while not queue.empty():
+            got.append(queue.get())
+        if not any(p.is_alive() for p in procs) and queue.empty() and len(got) < n:
+            raise RuntimeError("a trial worker died")
+        time.sleep(0.1)
+    for p in procs:
+        p.join()
+    return peak, sum(r for _, r in got), max(s for s, _ in got)
+
+
+@part
+def trial(work: Path, a) -> None:
+    times, pss, rss = {}, {}, {}
+    for n in (a.small, a.large):
+        handle = _handle(work, n)
+        runs = [_concurrent(handle, 1) for _ in range(a.repeats)]
+        times[n] = min(r[2] for r in runs)
+        note(f"{n} patients: trial times {', '.join(f'{r[2]:.1f}' for r in runs)} s (the least is kept)")
+        result(f"trial_s_{n}", f"{times[n]:.2f}")
+        if n == a.large:
+            pss[1], rss[1] = max(r[0] for r in runs), max(r[1] for r in runs)
+    result("trial_growth", f"{times[a.large] / times[a.small]:.3f}")
+    note(f"linear growth would be {a.large / a.small:.1f}; the target is 1.2x that")
+    pss[2], rss[2], longest = _concurrent(handle, 2)
+    note(f"2 workers at once: longest trial {longest:.1f} s")
+    for n in (1, 2):
+        result(f"trial_memory_pss_mb_{n}", f"{pss[n] / 2**20:.0f}")
+        result(f"trial_memory_rss_mb_{n}", f"{rss[n] / 2**20:.0f}")
+    result("trial_memory", f"{pss[2] / pss[1]:.3f}")
+    result("trial_memory_rss", f"{rss[2] / rss[1]:.3f}")
+
+
+# -- full_size_s --------------------------------------------------------------------------------------
+@part
+def full(work: Path, a) -> None:
+    root = cohort_dir(work, a.full_patients)
+    home = work / "home-full"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {**os.environ, "SWEEPS_HOME": str(home), "SWEEPS_REPORTS": str(home / "reports")}
+    cmd = [sys.executable, "-m", "sweeps", "run", "quickstart", "--trials", "8", "--no-progress", "--name", "full",
+           "--data", str(root), "--option", f"n_patients={a.full_patients}"]
+    note(" ".join(cmd))
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def sample() -> None:  # the PSS summed over the command's process tree (driver, raylet, Ray workers)
+        while proc.poll() is None:
+            peak[0] = max(peak[0], sum(_pss(pid) for pid in _tree(proc.pid)))
+            time.sleep(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t
+    sampler.join()
+    if proc.returncode != 0:
+        print(out[-3000:], err[-3000:])
+        raise RuntimeError(f"the run exited with {proc.returncode}")
+    result("full_size_s", f"{wall:.0f}")
+    result("full_size_peak_pss_mb", f"{peak[0] / 2**20:.0f}")
+    for line in err.splitlines():
+        if "cohort synthetic" in line or "embedding cache" in line or "sweep full" in line:
+            note(line.strip())
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/PID/task/*/children (Linux)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+PARTS = {"embed": embed, "decode": decode, "rescan": rescan, "trial": trial, "full": full}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", help="folder for the generated cohorts and homes (default: a temporary one, removed)")
+    p.add_argument("--only", nargs="*", choices=sorted(PARTS), help="run only these parts")
+    p.add_argument("--full", action="store_true", help="also the 3,000-patient run (long)")
+    p.add_argument("--small", type=int, default=300)
+    p.add_argument("--large", type=int, default=1200)
+    p.add_argument("--rescan-patients", type=int, default=300)
+    p.add_argument("--decode-patients", type=int, default=6)
+    p.add_argument("--decode-size", type=int, default=512)
+    p.add_argument("--decode-images", type=int, default=400)
+    p.add_argument("--compression", default="rle")
+    p.add_argument("--full-patients", type=int, default=3000)
+    p.add_argument("--repeats", type=int, default=2, help="timed trials at each size; the least is kept (default 2)")
+    a = p.parse_args(argv)
+    chosen = a.only or [n for n in PARTS if n != "full" or a.full]
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench_scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    note(f"machine: {machine()}; work folder {work}")
+    try:
+        for name in chosen:
+            PARTS[name](work, a)
+    finally:
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
