@@ -169,7 +169,7 @@ def _inspect(a) -> int:
     from .spec import available_spaces, load_space
 
     name, opts, spec = a.cohort, {}, None
-    if name not in COHORTS and name in available_spaces():  # a space name: inspect the cohort it runs on
+    if name.endswith(".py") or (name not in COHORTS and name in available_spaces()):  # a space: its cohort, as `run` reads it
         spec = load_space(name)
         name, opts = spec.cohort, dict(spec.cohort_options)
     if a.data:

@@ -201,6 +201,14 @@ def smoke(spec: SweepSpec) -> SweepSpec:
     if spec.cohort == "synthetic":
         opts["n_patients"] = min(opts.get("n_patients", 300), SMOKE_PATIENTS)
     elif not opts.get("root"):
+        from trainables.data import STANDINS
+
+        if spec.cohort not in STANDINS:
+            from .spec import SpecError
+
+            raise SpecError(f"space {spec.name!r}: cohort {spec.cohort!r} has no generated stand-in (it describes "
+                            f"your own data): give --data PATH with --smoke (the manifest file), e.g. "
+                            f"`python -m sweeps run SPACE --smoke --data my_export.csv`")
         opts["root"] = str(standin_root(spec.cohort))
     return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats,
                    scheduler=None)  # a smoke trial stopped early would leave no record to check

@@ -61,3 +61,23 @@ def test_data_synth_writes_a_compressed_cohort_at_the_asked_size(tmp_path, capsy
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless and ds.pixel_array.shape == (32, 32)
     assert main(["data", "synth", "--out", str(tmp_path / "bad"), "--patients", "1", "--size", "30"]) == 2
     assert "multiple of 8" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_inspect_takes_a_space_file_path_as_run_does(tmp_path, capsys, sweeps_home):
+    space = tmp_path / "mine.py"
+    space.write_text("from sweeps.spec import SweepSpec\n"
+                     "SPEC = SweepSpec(name='mine', cohort='synthetic', cohort_options={'n_patients': 12},\n"
+                     "                 space={'encoder': 'resnet18', 'pooling': 'mean', 'head': 'logreg'})\n")
+    assert main(["data", "inspect", str(space), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["patients"] == 12
+
+
+def test_smoke_on_a_manifest_space_without_data_says_to_give_data(tmp_path, capsys):
+    space = tmp_path / "export.py"
+    space.write_text("from sweeps.spec import SweepSpec\n"
+                     "SPEC = SweepSpec(name='export', cohort='manifest', cohort_options={'targets': 'label'},\n"
+                     "                 space={'tabular': True, 'head': 'logreg'})\n")
+    assert main(["run", str(space), "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "manifest" in err and "--data" in err and "stand-in" in err
