@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 
+from .runs import parse_options
+
 # set (unless the caller did) when a command runs, not when this module is imported
 RUN_ENVIRONMENT = {
     "RAY_AIR_NEW_OUTPUT": "0",  # the compact CLIReporter table, not a box per result
@@ -29,7 +31,7 @@ def _run(a) -> int:
 
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
-        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=_options(a.option), track=a.track,
+        progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=parse_options(a.option), track=a.track,
         argv=a.argv, test_fraction=a.test_fraction, test_data=a.test_data)
     return 0
 
@@ -141,24 +143,6 @@ def _list(a) -> int:
     return 0
 
 
-def _options(pairs: list[str]) -> dict:
-    """``--option key=value`` pairs; values parsed as JSON where they can be (numbers, lists, true/false)."""
-    import json
-
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            from .spec import SpecError
-
-            raise SpecError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option uncertainty=ones")
-        k, v = pair.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def _inspect(a) -> int:
     import json
 
@@ -174,7 +158,7 @@ def _inspect(a) -> int:
         name, opts = spec.cohort, dict(spec.cohort_options)
     if a.data:
         opts["root"] = os.path.abspath(a.data)
-    opts.update(_options(a.option))
+    opts.update(parse_options(a.option))
     cohort = build(COHORTS, {"name": name, name: opts}, "cohort")
     info = inspect_cohort(cohort, check_images=a.check_images, **({} if spec is None else {
         "targets": spec.target_names(cohort), "needs_images": bool(spec.embeddings())}))

@@ -14,9 +14,10 @@ model's encoder, preprocessing and weights (checked by content hash), through th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
+
+from .runs import parse_options
 
 
 def model_dir(run: str) -> Path:
@@ -44,19 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="the folder the run was started with")
 
 
-def _options(pairs: list[str] | None) -> dict:
-    out = {}
-    for pair in pairs or []:
-        k, sep, v = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--option {pair!r}: expected KEY=VALUE")
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def main(a) -> int:
     import sys
 
@@ -64,7 +52,7 @@ def main(a) -> int:
 
     try:
         model = load_model(model_dir(a.run))
-        cohort = load_cohort(model, a.data, a.cohort, _options(a.option))
+        cohort = load_cohort(model, a.data, a.cohort, parse_options(a.option))
         table = predict_cohort(model, cohort, weights=a.weights, progress=True)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Finding a run folder from what a user types: a run name (under the runs folder) or a path.
 
-Shared by the commands that read finished runs (dashboard, compare, rerun)."""
+Shared by the commands that read finished runs (dashboard, compare, rerun), and the one parser of
+``--option KEY=VALUE`` (run, data inspect, predict: plain or JSON values, parsed the same everywhere)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,22 @@ def find_run(run: str | Path) -> Path:
     known = sorted(q.name for q in runs_root().glob("*") if (q / "sweep.json").exists()) if runs_root().exists() else []
     raise FileNotFoundError(f"no run {str(run)!r}: neither {d} nor {p.resolve()} holds a sweep.json; "
                             f"runs: {', '.join(known) or 'none'}")
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """``["k=v", ...]`` -> ``{k: v}``: a value is read as JSON when it is JSON (``3``, ``true``,
+    ``{"a": 1}``), else kept as text; a pair without ``=`` is a SpecError naming it."""
+    import json
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            from .spec import SpecError
+
+            raise SpecError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option uncertainty=ones")
+        k, v = pair.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
