@@ -160,3 +160,32 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
     log.info("embedding stage ran on Ray Data: %d read blocks, %d encoder actor(s)%s", blocks, actors,
              f" at {gpu:g} GPU each" if gpu else " on CPU")
     return out
+
+
+def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "grayscale_norm",
+                 n: int = 4000) -> tuple[float, float]:
+    """``(Ray Data images/s, in-process images/s)`` over the first ``n`` instances of ``cohort``, measured
+    back to back in one process (``benchmarks/bench_scale.py`` prints their ratio as ``embed_parity``).
+    Starts a local Ray for the measurement when none is running."""
+    import time
+
+    import ray
+
+    from .embed import run_encoder
+
+    inst = cohort.instances.iloc[:n].reset_index(drop=True)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    try:
+        run_encoder_ray(inst.iloc[:256], encoder, preprocessing, progress=False)  # actors and workers warm
+        t = time.perf_counter()
+        run_encoder_ray(inst, encoder, preprocessing, progress=False)
+        on_ray = len(inst) / (time.perf_counter() - t)
+    finally:
+        if started:
+            ray.shutdown()
+    run_encoder(inst.iloc[:256], encoder, preprocessing, progress=False)
+    t = time.perf_counter()
+    run_encoder(inst, encoder, preprocessing, progress=False)
+    return on_ray, len(inst) / (time.perf_counter() - t)
