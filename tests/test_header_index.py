@@ -171,3 +171,70 @@ def test_rsna_second_load_reads_no_header_and_quarantines_alike(home, tmp_path, 
     second = rsna.load(root)
     assert reads == []
     assert second.instances.equals(first.instances) and second.quarantine == first.quarantine
+
+
+@pytest.fixture()
+def orders(monkeypatch):
+    """Count the series the index orders by sorting (``order_series``, patched where it calls it)."""
+    calls = []
+    real = header_index.order_series
+
+    def counting(paths, *a, **k):
+        calls.append(sorted(paths))
+        return real(paths, *a, **k)
+
+    monkeypatch.setattr(header_index, "order_series", counting)
+    return calls
+
+
+def test_an_unchanged_series_takes_its_stored_order_a_changed_one_is_ordered_again(home, tmp_path, cohort_dir, reads,
+                                                                                      orders, monkeypatch):
+    root = shutil.copytree(cohort_dir, tmp_path / "orders")
+    series = _series_files(root)
+    first = _load(root)
+    assert len(orders) == len(series)
+    orders.clear()
+    reads.clear()
+    second = _load(root)
+    assert orders == [] and reads == [] and second.instances.equals(first.instances)
+    # a changed file (its stamp) orders its own series again, from its re-read header; the others are reused
+    files = series[0]
+    ordered = first.instances[first.instances.path.isin(files)].sort_values("order").path.tolist()
+    ds, last = pydicom.dcmread(ordered[0]), pydicom.dcmread(ordered[-1])
+    ds.ImagePositionPatient = [2 * float(w) - float(v) for v, w in zip(ds.ImagePositionPatient, last.ImagePositionPatient)]
+    ds.save_as(ordered[0])
+    reads.clear()
+    orders.clear()
+    third = _load(root).instances
+    assert reads == [ordered[0]] and orders == [sorted(files)]
+    now = third[third.path.isin(files)].sort_values("order").path.tolist()
+    assert now == [p for p, _ in order_series(files)] and now[-1] == ordered[0]
+    # a file added to a series (same stamps for the others) is a new series: ordered afresh
+    extra = Path(files[0]).with_name("extra.dcm")
+    shutil.copy(ordered[1], extra)
+    orders.clear()
+    _load(root)
+    assert orders == [sorted([*files, str(extra)])]
+    # changed ordering code: no stored order is reused
+    orders.clear()
+    monkeypatch.setattr(header_index, "_ordering_code", lambda: b"another order_series")
+    _load(root)
+    assert len(orders) == len(series)
+
+
+def test_a_stored_order_replays_the_mixed_orientation_warning(home, tmp_path, cohort_dir, orders, caplog):
+    root = shutil.copytree(cohort_dir, tmp_path / "mixed")
+    files = _series_files(root)[0]
+    ds = pydicom.dcmread(files[-1])
+    row, col = [float(v) for v in ds.ImageOrientationPatient[:3]], [float(v) for v in ds.ImageOrientationPatient[3:]]
+    normal = [row[1] * col[2] - row[2] * col[1], row[2] * col[0] - row[0] * col[2], row[0] * col[1] - row[1] * col[0]]
+    ds.ImageOrientationPatient = [*row, *normal]  # a localizer at right angles to the series
+    ds.save_as(files[-1])
+    logs = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="trainables.data.images"):
+            _load(root)
+        logs.append([r.getMessage() for r in caplog.records if "orientations" in r.getMessage()])
+    assert len(orders) == len(_series_files(root))  # the second load ordered nothing
+    assert len(logs[0]) == 1 and logs[1] == logs[0] and files[-1] in logs[0][0]

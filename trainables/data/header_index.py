@@ -7,12 +7,21 @@ many files are new and the caller is single-threaded, threads otherwise), and ke
 files that are new or changed: an entry is reused while the file's path, size, modification time
 (ns) and inode are what they were.
 
+Each series' order is kept as well (:meth:`HeaderIndex.order`), keyed by a digest of its files' paths
+and stamps (size, modification time, inode) and of the ordering code (``images.py``'s source): a load
+that finds every file of a series unchanged takes the stored order (and replays its mixed-orientation
+warning) instead of sorting again; a changed, added or removed file, or changed ordering code, gives
+another digest, so that series is ordered afresh from its (re-read) headers. Adapters call
+:meth:`HeaderIndex.flush` after ordering so that new orders are written.
+
 What an entry holds, numbers only (privacy: no identifying header value, no UID, no raw header text
 ever enters the index): whether the file is DICOM, the first Instance Number, Image Position
 (Patient) (3 values) and Image Orientation (Patient) (6 values), each a finite float or null, or for a
 file whose header cannot be read the reason :class:`~trainables.data.images.ImageReadError` gave (a
 reason written by the reader, with every quoted value redacted). Paths are stored relative to the
-cohort folder.
+cohort folder. A series' stored order holds numbers only too: the files' ranks in sorted path order,
+their order values (slice positions along the normal, Instance Numbers or ranks) and, for a series
+mixing orientations, the warning's counts and the rank of the file it names.
 
 The index file is JSON, replaced atomically (:mod:`trainables.atomic`): a reader never sees a
 half-written one, and two loads racing each other each leave a complete index. An unreadable or
@@ -36,7 +45,8 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..paths import sweeps_home
-from .images import ImageReadError, is_dicom, order_series, read_header
+from . import images
+from .images import ImageReadError, is_dicom, log_mixed_orientation, order_series, read_header
 
 __all__ = ["FORMAT", "HeaderIndex", "index_path", "scan"]
 
@@ -73,8 +83,12 @@ class HeaderIndex:
         self.root = Path(root).resolve()
         self.path = index_path(self.root)
         self.n_read = 0
+        self._series: dict[str, list] = {}  # series digest -> [ranks, values, warning or None] (order)
         self._entries: dict[str, list] = self._load()  # relative path -> [size, mtime_ns, ino, fields]
         self._fresh: dict[str, dict | str | None] = {}  # path as given -> fields / reason / None (not DICOM)
+        self._stamps: dict[str, tuple] = {}  # path as given -> (size, mtime_ns, ino) of its fresh entry
+        self._used: set[str] = set()  # series digests ordered or reused by this load
+        self._unsaved = False  # orders made since the index file was written
 
     # -- reading and writing the index file -------------------------------------------------------
     def _load(self) -> dict[str, list]:
@@ -87,19 +101,33 @@ class HeaderIndex:
             return {}
         if not isinstance(stored, dict) or stored.get("format") != FORMAT or not isinstance(stored.get("files"), dict):
             return {}
+        if isinstance(stored.get("series"), dict):  # absent in index files written before orders were kept
+            self._series = stored["series"]
         return stored["files"]
 
-    def _save(self) -> None:
-        text = json.dumps({"format": FORMAT, "files": self._entries}, separators=(",", ":"))
+    def _save(self, prune: bool = False) -> None:
+        """Write the index file; ``prune`` drops the stored orders this load did not use once they
+        outnumber the used ones (a cohort whose files keep changing does not grow it without bound)."""
+        if prune and len(self._series) > 2 * len(self._used):
+            self._series = {k: v for k, v in self._series.items() if k in self._used}
+        text = json.dumps({"format": FORMAT, "files": self._entries, "series": self._series}, separators=(",", ":"))
         try:
             write_text(self.path, text)
+            self._unsaved = False
         except OSError as exc:
             log.warning("header index %s not written (%s): the next load reads the headers again", self.path,
                         exc.strerror or type(exc).__name__)
 
+    def flush(self) -> None:
+        """Write the orders made by :meth:`order` since the index file was last written (if any)."""
+        if self._unsaved:
+            self._save(prune=True)
+
     def _key(self, path: str) -> str:
-        absolute = os.path.abspath(path)
         prefix = str(self.root) + os.sep
+        if os.sep == "/" and path.startswith(prefix) and "/." not in path and "//" not in path and not path.endswith("/"):
+            return path[len(prefix):]  # already absolute and normal (abspath would return it as it is)
+        absolute = os.path.abspath(path)
         return absolute[len(prefix):] if absolute.startswith(prefix) else absolute
 
     # -- scanning ------------------------------------------------------------------------------------
@@ -118,6 +146,7 @@ class HeaderIndex:
             stored = self._entries.get(key)
             if stored is not None and stored[:3] == stamp:
                 self._fresh[p] = _unpack(stored[3])
+                self._stamps[p] = tuple(stamp)
             else:
                 todo.append((p, key, stamp))
         if not todo:
@@ -126,6 +155,7 @@ class HeaderIndex:
         for (p, key, stamp), packed in zip(todo, entries):
             self._entries[key] = [*stamp, packed]
             self._fresh[p] = _unpack(packed)
+            self._stamps[p] = tuple(stamp)
         self.n_read += len(todo)
         self._save()
         return len(todo)
@@ -134,17 +164,67 @@ class HeaderIndex:
     def order(self, paths: Sequence[str]) -> list[tuple[str, float]]:
         """:func:`~trainables.data.images.order_series` of ``paths`` from the indexed headers; the same
         result and the same ``ImageReadError`` (the first unreadable file of ``paths``) as reading them.
-        Paths not in the index, and series that are not all DICOM, are handed to ``order_series``."""
+        Paths not in the index, and series that are not all DICOM, are handed to ``order_series``.
+        A series whose files are all unchanged since an earlier load takes the order stored then."""
         paths = [str(p) for p in paths]
-        if not paths or any(p not in self._fresh for p in paths):
+        fresh = self._fresh
+        if not paths or any(p not in fresh for p in paths):
             return order_series(paths)
-        fields = [self._fresh[p] for p in paths]
-        if any(f is None for f in fields):  # non-DICOM files: ordered by name, or a mixed series error
+        fields = [fresh[p] for p in paths]
+        if None in fields:  # non-DICOM files: ordered by name, or a mixed series error
             return order_series(paths)
         for p, f in zip(paths, fields):
             if isinstance(f, str):
                 raise ImageReadError(p, f)
-        return order_series(paths, headers=dict(zip(paths, fields)))
+        ranked = sorted(paths)  # the order's files, as ranks in this list
+        if len(set(ranked)) < len(ranked):  # a path given twice: nothing to store it under
+            return order_series(paths, headers=dict(zip(paths, fields)))
+        digest = self._series_digest(ranked)
+        stored = self._series.get(digest)
+        if _well_formed(stored, len(ranked)):
+            ranks, values, warned = stored
+            self._used.add(digest)
+            if warned is not None:
+                log_mixed_orientation(*warned[:3], ranked[warned[3]])
+            return [(ranked[r], float(v)) for r, v in zip(ranks, values)]
+        mixed: list = []
+        ordered = order_series(paths, headers=dict(zip(paths, fields)), mixed=mixed)
+        rank = {p: r for r, p in enumerate(ranked)}
+        warned = [*mixed[0][:3], rank[mixed[0][3]]] if mixed else None
+        self._series[digest] = [[rank[p] for p, _ in ordered], [v for _, v in ordered], warned]
+        self._used.add(digest)
+        self._unsaved = True
+        return ordered
+
+    def _series_digest(self, ranked: list[str]) -> str:
+        """What a series' stored order depends on: its files (paths as given, size, mtime, inode) and
+        the ordering code."""
+        h = hashlib.blake2b(_ordering_code(), digest_size=16)
+        for p in ranked:
+            h.update(f"{p}\0{self._stamps[p]}\0".encode())
+        return h.hexdigest()
+
+
+def _well_formed(stored, n: int) -> bool:
+    """Whether ``stored`` is a usable order of ``n`` files (an index file edited by hand is not trusted)."""
+    if not (isinstance(stored, list) and len(stored) == 3):
+        return False
+    ranks, values, warned = stored
+    return (isinstance(ranks, list) and isinstance(values, list) and len(ranks) == len(values) == n
+            and sorted(ranks) == list(range(n)) and all(isinstance(v, (int, float)) for v in values)
+            and (warned is None or (isinstance(warned, list) and len(warned) == 4
+                                    and all(isinstance(w, int) for w in warned) and 0 <= warned[3] < n)))
+
+
+_CODE: list[bytes] = []
+
+
+def _ordering_code() -> bytes:
+    """A digest of ``images.py``, where ``order_series`` lives: stored orders are not reused across a
+    change to how series are ordered."""
+    if not _CODE:
+        _CODE.append(hashlib.blake2b(Path(images.__file__).read_bytes(), digest_size=16).digest())
+    return _CODE[0]
 
 
 # -- reading headers (run in pool workers: module-level functions) ------------------------------------

@@ -42,8 +42,8 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 
-__all__ = ["READER_VERSION", "ImageReadError", "Voi", "describe_error", "frame_count", "is_dicom", "order_series",
-           "quiet_pydicom", "read_header", "read_slice", "read_slice_with_voi", "window_from_header"]
+__all__ = ["READER_VERSION", "ImageReadError", "Voi", "describe_error", "frame_count", "is_dicom", "log_mixed_orientation",
+           "order_series", "quiet_pydicom", "read_header", "read_slice", "read_slice_with_voi", "window_from_header"]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def window_from_header(path: str) -> tuple[float, float] | None:
     return center, width
 
 
-def order_series(paths: list[str], headers=None) -> list[tuple[str, float]]:
+def order_series(paths: list[str], headers=None, *, mixed: list | None = None) -> list[tuple[str, float]]:
     """Sort the files of one series into slice order; return ``(path, order_value)`` ascending.
 
     DICOM files (headers only are read):
@@ -178,6 +178,9 @@ def order_series(paths: list[str], headers=None) -> list[tuple[str, float]]:
     ``headers``: ``{path: fields}`` already read for every path (anything with ``.get(keyword)``, e.g.
     the numbers kept by :mod:`trainables.data.header_index`); the files are then taken as DICOM and
     not opened.
+
+    ``mixed``: a list that receives the arguments of :func:`log_mixed_orientation` when the series
+    mixes orientations (it is logged either way), for a caller that replays the warning later.
     """
     paths = [str(p) for p in paths]
     if not paths:
@@ -194,7 +197,9 @@ def order_series(paths: list[str], headers=None) -> list[tuple[str, float]]:
         positions = {p: _vector(headers[p].get("ImagePositionPatient"), 3) for p in paths}
         normals = {p: _slice_normal(headers[p].get("ImageOrientationPatient")) for p in paths}
     normal = normals[min(paths, key=_natural_key)]
-    _warn_mixed_orientation(normals)
+    warned = _warn_mixed_orientation(normals)
+    if warned is not None and mixed is not None:
+        mixed.append(warned)
 
     if all(v is not None for v in (*positions.values(), *normals.values())):
         values = {p: float(np.dot(positions[p], normal)) for p in paths}
@@ -231,12 +236,13 @@ def frame_count(path: str) -> int:
         raise ImageReadError(path, f"not a readable image ({describe_error(exc)})") from None
 
 
-def _warn_mixed_orientation(normals: dict[str, np.ndarray | None]) -> None:
+def _warn_mixed_orientation(normals: dict[str, np.ndarray | None]) -> tuple | None:
     """Log a warning when the slices of one series do not share one orientation (a scout or localizer
-    among them): the count and the odd files' paths, never a header value."""
+    among them): the count and the odd files' paths, never a header value. Returns what was logged
+    (:func:`log_mixed_orientation`'s arguments), or None."""
     known = {p: n for p, n in normals.items() if n is not None}
     if len(known) < 2:
-        return
+        return None
     groups: list[list[str]] = []  # files grouped by (nearly) parallel normals
     for p in sorted(known, key=_natural_key):
         for g in groups:
@@ -248,8 +254,15 @@ def _warn_mixed_orientation(normals: dict[str, np.ndarray | None]) -> None:
     if len(groups) > 1:
         groups.sort(key=len, reverse=True)
         odd = [p for g in groups[1:] for p in g]
-        log.warning("one series mixes %d orientations: %d of %d slices differ from the main one (a scout or "
-                    "localizer among the slices?), e.g. %s", len(groups), len(odd), len(known), odd[0])
+        log_mixed_orientation(len(groups), len(odd), len(known), odd[0])
+        return len(groups), len(odd), len(known), odd[0]
+    return None
+
+
+def log_mixed_orientation(n_orientations: int, n_odd: int, n_slices: int, example: str) -> None:
+    """The warning for a series whose slices do not share one orientation: counts and one odd file's path."""
+    log.warning("one series mixes %d orientations: %d of %d slices differ from the main one (a scout or "
+                "localizer among the slices?), e.g. %s", n_orientations, n_odd, n_slices, example)
 
 
 def is_dicom(path: str) -> bool:

@@ -9,6 +9,7 @@ use the header index (:mod:`trainables.data.header_index`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +41,7 @@ def load_series_layout(root: Path, *, name: str, modality_of: dict[str, str], ta
             raise CohortError(f"{root / 'series.csv'}: series {r.series_id} has unknown description {desc!r}; "
                               f"known: {sorted(modality_of)}")
         folder = root / "images" / r.study_id / r.series_id
-        files = sorted(str(p) for p in folder.glob("*") if p.is_file())
+        files = sorted(e.path for e in os.scandir(folder) if e.is_file()) if folder.is_dir() else []  # no stat per file
         if not files:  # a series with no slices counts as missing, and says where
             raise CohortError(f"{folder}: series {r.series_id} of study {r.study_id} has no slices")
         listed.append((r, files))
@@ -50,6 +51,7 @@ def load_series_layout(root: Path, *, name: str, modality_of: dict[str, str], ta
         desc = r.series_description
         for k, (path, _) in enumerate(index.order(files)):
             rows.append((r.study_id, modality_of[desc], k, path, 0))
+    index.flush()  # the series' orders, for the next load
     instances = pd.DataFrame(rows, columns=["sample_id", "modality", "order", "path", "frame"])
     return Cohort(name=name, samples=samples, instances=instances,
                   targets=[Target(target, "multiclass", tuple(classes))],

@@ -226,6 +226,7 @@ def _instances(images: Path, series: pd.DataFrame, quarantine: list[dict], stric
         frames.append(pd.DataFrame({"sample_id": study, "modality": modality,
                                     "order": np.arange(start, start + len(ordered)),
                                     "path": [p for p, _ in ordered], "frame": 0, "series_id": series_id}))
+    index.flush()  # the series' orders, for the next load
     columns = ["sample_id", "modality", "order", "path", "frame", "series_id"]
     instances = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return instances[columns], missing
