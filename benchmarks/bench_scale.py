@@ -25,12 +25,17 @@ Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` a
   quickstart configuration, both pooling arms, 5 folds, timed inside a fresh worker process as a Tune
   worker runs its first trial, one torch thread; the least of ``--repeats`` runs) at ``--large``
   (1,200) patients / at ``--small`` (300); and ``trial_memory``, the memory of 2 concurrent trial worker
-  processes / of 1, at ``--large`` patients: each worker (spawned, importing what a Tune worker
-  imports) runs that trial once; the parent samples the workers' proportional set size (PSS:
-  shared pages, a memory-mapped cache or Ray's object store, split between the processes that map
-  them, so it shows what a second worker adds) every 0.1 s and keeps the peak of the sum.
-  ``trial_memory_rss`` is the same ratio of summed peak RSS (each worker's own high-water mark;
-  shared pages counted in each). The embedding stage for these cohorts runs before, untimed.
+  processes / of 1, at ``--large`` patients. As in a sweep: a local Ray session (2 CPUs), the
+  driver puts the bags into its object store once (``trainables.trainable.share_bags``), and each
+  worker is a fresh Ray actor of one CPU (importing what a Tune worker imports) that runs that trial
+  once, reading the bags zero-copy from the store (``trial_data``); the parent samples the workers'
+  proportional set size (PSS: shared pages, Ray's object store and libraries, split between the
+  processes that map them, the driver included, so it shows what a second worker adds) every 0.1 s
+  and keeps the peak of the sum. ``trial_memory_rss`` is the same ratio of summed peak RSS (each
+  worker's own high-water mark; shared pages counted in each). ``trial_memory_idle_pss_mb_N``: the
+  workers' summed PSS once started and imported, before the trial (a process with Python, torch and
+  Ray, whatever the data); ``trial_memory_above_idle``: what the trials add above that, 2 / 1. The
+  embedding stage for these cohorts runs before, untimed.
 - ``full`` (only with ``--full``): ``full_size_s``, 3,000 patients (about 150k slices): cohort load +
   embedding stage + 8 trials through ``python -m sweeps run quickstart`` on a fresh SWEEPS_HOME,
   seconds, and ``full_size_peak_pss_mb``: the peak of the PSS summed over the command's process tree
@@ -224,14 +229,24 @@ def one_trial(handle) -> dict:
     return flatten(results, handle.metric, handle.mode)
 
 
-def _trial_worker(handle, start, queue) -> None:
-    import torch
+class _TrialWorker:
+    """One trial worker: a Ray actor of one CPU, as Tune runs a trial (Ray gives it OMP_NUM_THREADS=1;
+    torch gets one thread, as ``sweep_trial`` sets it). Its first ``run`` is the worker's first trial:
+    ``trial_data`` reads the bags that ``share_bags`` put into the object store (zero-copy), then
+    ``evaluate``."""
 
-    torch.set_num_threads(1)
-    start.wait()
-    t = time.perf_counter()
-    one_trial(handle)
-    queue.put((time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    def pid(self) -> int:
+        import trainables.trainable  # noqa: F401 - what a Tune worker has imported before its trial starts
+
+        return os.getpid()
+
+    def run(self, handle) -> tuple[float, int]:
+        import torch
+
+        torch.set_num_threads(1)
+        t = time.perf_counter()
+        one_trial(handle)
+        return time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _pss(pid: int) -> int:
@@ -246,52 +261,66 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def _concurrent(handle, n: int) -> tuple[int, int, float]:
-    """Run ``n`` trial workers at once; (peak of their summed PSS, sum of their peak RSS, longest trial s).
-    Each worker gets one thread per numeric library, as Ray gives a trial of one CPU (OMP_NUM_THREADS=1)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"  # read by the spawned workers as they import numpy and torch
-    ctx = multiprocessing.get_context("spawn")
-    start, queue = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_trial_worker, args=(handle, start, queue)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    time.sleep(1.0)
-    peak = 0
-    start.set()
-    got = []
-    while len(got) < n:
-        peak = max(peak, sum(_pss(p.pid) for p in procs))
-        while not queue.empty():
-            got.append(queue.get())
-        if not any(p.is_alive() for p in procs) and queue.empty() and len(got) < n:
-            raise RuntimeError("a trial worker died")
-        time.sleep(0.1)
-    for p in procs:
-        p.join()
-    return peak, sum(r for _, r in got), max(s for s, _ in got)
+def _concurrent(handle, n: int) -> tuple[int, int, float, int]:
+    """Run ``n`` trial workers (Ray actors, fresh processes) at once on the shared bags of ``handle``;
+    (peak of their summed PSS, sum of their peak RSS, longest trial s, their summed PSS once started
+    and imported, before the trial)."""
+    import ray
+
+    actors = [ray.remote(num_cpus=1)(_TrialWorker).remote() for _ in range(n)]
+    try:
+        pids = ray.get([a.pid.remote() for a in actors])  # started and imported: the clock starts after
+        time.sleep(0.5)
+        idle = sum(_pss(p) for p in pids)
+        pending = [a.run.remote(handle) for a in actors]
+        peak = 0
+        while True:
+            peak = max(peak, sum(_pss(p) for p in pids))
+            done, _ = ray.wait(pending, num_returns=len(pending), timeout=0.1)
+            if len(done) == len(pending):
+                break
+        got = ray.get(pending)
+    finally:
+        for a in actors:
+            ray.kill(a)
+    return peak, sum(r for _, r in got), max(s for s, _ in got), idle
 
 
 @part
 def trial(work: Path, a) -> None:
-    times, pss, rss = {}, {}, {}
-    for n in (a.small, a.large):
-        handle = _handle(work, n)
-        runs = [_concurrent(handle, 1) for _ in range(a.repeats)]
-        times[n] = min(r[2] for r in runs)
-        note(f"{n} patients: trial times {', '.join(f'{r[2]:.1f}' for r in runs)} s (the least is kept)")
-        result(f"trial_s_{n}", f"{times[n]:.2f}")
-        if n == a.large:
-            pss[1], rss[1] = max(r[0] for r in runs), max(r[1] for r in runs)
-    result("trial_growth", f"{times[a.large] / times[a.small]:.3f}")
-    note(f"linear growth would be {a.large / a.small:.1f}; the target is 1.2x that")
-    pss[2], rss[2], longest = _concurrent(handle, 2)
-    note(f"2 workers at once: longest trial {longest:.1f} s")
+    """Trials as a sweep runs them: a Ray session, the bags put into its object store once by the
+    driver (``trainables.trainable.share_bags``, as ``sweeps.runner.share`` does), trial workers
+    reading them from there."""
+    import ray
+
+    from trainables.trainable import share_bags
+
+    times, pss, rss, idle = {}, {}, {}, {}
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for n in (a.small, a.large):
+            handle = _handle(work, n)
+            share_bags(handle)
+            runs = [_concurrent(handle, 1) for _ in range(a.repeats)]
+            times[n] = min(r[2] for r in runs)
+            note(f"{n} patients: trial times {', '.join(f'{r[2]:.1f}' for r in runs)} s (the least is kept)")
+            result(f"trial_s_{n}", f"{times[n]:.2f}")
+            if n == a.large:
+                pss[1], rss[1], idle[1] = max(r[0] for r in runs), max(r[1] for r in runs), max(r[3] for r in runs)
+        result("trial_growth", f"{times[a.large] / times[a.small]:.3f}")
+        note(f"linear growth would be {a.large / a.small:.1f}; the target is 1.2x that")
+        pss[2], rss[2], longest, idle[2] = _concurrent(handle, 2)
+        note(f"2 workers at once: longest trial {longest:.1f} s")
+    finally:
+        ray.shutdown()
     for n in (1, 2):
         result(f"trial_memory_pss_mb_{n}", f"{pss[n] / 2**20:.0f}")
         result(f"trial_memory_rss_mb_{n}", f"{rss[n] / 2**20:.0f}")
+        result(f"trial_memory_idle_pss_mb_{n}", f"{idle[n] / 2**20:.0f}")  # the workers before their trial
     result("trial_memory", f"{pss[2] / pss[1]:.3f}")
     result("trial_memory_rss", f"{rss[2] / rss[1]:.3f}")
+    # what the trials add to their started workers (bags read, fold copies, lazy imports), 2 / 1
+    result("trial_memory_above_idle", f"{(pss[2] - idle[2]) / (pss[1] - idle[1]):.3f}")
 
 
 # -- full_size_s --------------------------------------------------------------------------------------

@@ -42,3 +42,25 @@ def test_standardise_is_fitted_on_training_instances_and_leaves_padding_zero():
         assert np.allclose(real.mean(0), 0, atol=1e-4)
         assert np.allclose(real.std(0), 1, atol=1e-3), "standardised (or whitened) on the training part"
         assert np.all(Z[~mask] == 0), "padding stays zero"
+
+
+def test_fold_bags_keep_fitted_statistics_only_and_read_only_bags_stay_untouched():
+    """A worker's fold memo holds the standardisers fitted on each fold (a few kB a modality), never the
+    standardised bags (n, N, k): those are rebuilt on each use, equal to ``_standardise``'s; bags shared
+    read-only (Ray's object store) are never written."""
+    from trainables.pipeline import _fold_bags, _standardise
+
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(50, 7, 12)) * 2 + 1).astype(np.float32)
+    mask = rng.random((50, 7)) > 0.3
+    X[~mask] = 0.0
+    X.flags.writeable = False
+    d = TrialData(np.zeros(50, int), np.arange(50), ("a", "b"), ["s"], {"s": (X, mask)})
+    train = np.arange(10, 50)
+    for pca in (0, 5):
+        expected = _standardise({"s": (X, mask)}, train, pca)["s"][0]
+        for _ in range(2):  # computed, then from the memo
+            Z, m = _fold_bags(d, train, pca)["s"]
+            assert np.array_equal(Z, expected) and m is mask
+    kept = [a for fitted in d.extra["fold_bags"].values() for per_modality in fitted.values() for a in per_modality]
+    assert kept and all(a is None or a.nbytes <= 12 * 5 * 4 for a in kept), "only (D,) statistics and a (D, k) projection"

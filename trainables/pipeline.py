@@ -77,31 +77,52 @@ def _standardise(bags, train, pca_dim: int = 0):
     """Per-modality standardisation, then (``pca_dim`` > 0) whitened projection on the top principal
     components, both fitted on the training samples' real instances only, and applied to every
     real instance (padding stays zero)."""
-    out = {}
-    for m, (X, mask) in bags.items():
-        real_tr = X[train][mask[train]]  # (n_inst_train, D)
-        if len(real_tr) < 2:
-            mu, sd = np.zeros(X.shape[-1], np.float32), np.ones(X.shape[-1], np.float32)
-        else:
-            mu, sd = real_tr.mean(0), real_tr.std(0) + 1e-6
-        if pca_dim and pca_dim < X.shape[-1] and len(real_tr) > pca_dim:
-            R = (real_tr - mu) / sd
-            evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
-            W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))  # whitened
-            P = (W / sd[:, None]).astype(np.float32)  # (D, k): standardise and project in one matmul
-            Z = np.zeros((*mask.shape, pca_dim), np.float32)  # (n, N, k)
-            Z[mask] = (X[mask] - mu) @ P
-        else:
-            Z = np.zeros(X.shape, np.float32)  # (n, N, D)
-            Z[mask] = (X[mask] - mu) / sd
-        out[m] = Z, mask
-    return out
+    return {m: _apply(X, mask, _fit_standardiser(X, mask, train, pca_dim)) for m, (X, mask) in bags.items()}
+
+
+def _fit_standardiser(X: np.ndarray, mask: np.ndarray, train: np.ndarray, pca_dim: int):
+    """``(mu (D,), sd (D,), P (D, k) or None)`` fitted on the real instances of the ``train`` samples of
+    one modality's bag ``X`` (n, N, D), ``mask`` (n, N). Memory: one copy of those instances (not of
+    the training bags with their padding) and one temporary of the same size."""
+    rows, slots = np.nonzero(mask[train])  # row-major: the order X[train][mask[train]] would give
+    real_tr = X[train[rows], slots]  # (n_inst_train, D)
+    del rows, slots
+    if len(real_tr) < 2:
+        mu, sd = np.zeros(X.shape[-1], np.float32), np.ones(X.shape[-1], np.float32)
+    else:
+        mu, sd = real_tr.mean(0), real_tr.std(0) + 1e-6
+    if pca_dim and pca_dim < X.shape[-1] and len(real_tr) > pca_dim:
+        R = np.subtract(real_tr, mu, out=real_tr)  # in place: (real_tr - mu) / sd, without two more copies
+        R /= sd
+        evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
+        del R, real_tr
+        W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))  # whitened
+        return mu, sd, (W / sd[:, None]).astype(np.float32)  # (D, k): standardise and project in one matmul
+    return mu, sd, None
+
+
+def _apply(X: np.ndarray, mask: np.ndarray, fitted) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted standardiser applied to every real instance of ``X`` (n, N, D): ``(Z, mask)``, Z (n, N, k)
+    or (n, N, D), padding zero. Memory: Z and one copy of the real instances (``X`` may be read-only,
+    e.g. shared through Ray's object store)."""
+    mu, sd, P = fitted
+    A = X[mask]  # (n_inst, D), a copy
+    A -= mu
+    if P is not None:
+        Z = np.zeros((*mask.shape, P.shape[1]), np.float32)  # (n, N, k)
+        Z[mask] = A @ P
+    else:
+        A /= sd
+        Z = np.zeros(X.shape, np.float32)  # (n, N, D)
+        Z[mask] = A
+    return Z, mask
 
 
 def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
-    """``_standardise`` memoised per worker process: it depends only on the fold's training part and
-    ``pca_dim``, so trials on a reused actor (and the arms of one trial) share it. Only the small
-    PCA-projected bags are kept; full-width ones (tens of MB a fold) are recomputed."""
+    """``_standardise`` with its fitted part memoised per worker process: it depends only on the fold's
+    training part and ``pca_dim``, so trials on a reused actor (and the arms of one trial) share it.
+    Only the fitted statistics and projections (a few kB a modality) are kept, never standardised
+    bags: those are rebuilt from the bags on each use."""
     if not pca_dim:
         return _standardise(data.bags, train, 0)
     memo = data.extra.setdefault("fold_bags", {})
@@ -109,8 +130,8 @@ def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     if key not in memo:
         if len(memo) >= 16:  # a few folds x a few PCA sizes; keep memory bounded
             memo.clear()
-        memo[key] = _standardise(data.bags, train, pca_dim)
-    return memo[key]
+        memo[key] = {m: _fit_standardiser(X, mask, train, pca_dim) for m, (X, mask) in data.bags.items()}
+    return {m: _apply(X, mask, memo[key][m]) for m, (X, mask) in data.bags.items()}
 
 
 def arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tuple[str, dict, dict]]:
