@@ -223,7 +223,11 @@ def _ordering_code() -> bytes:
     """A digest of ``images.py``, where ``order_series`` lives: stored orders are not reused across a
     change to how series are ordered."""
     if not _CODE:
-        _CODE.append(hashlib.blake2b(Path(images.__file__).read_bytes(), digest_size=16).digest())
+        try:
+            code = Path(images.__file__).read_bytes()
+        except (OSError, TypeError):  # no source file (a frozen install): the module's compiled functions
+            code = b"".join(f.__code__.co_code for f in vars(images).values() if hasattr(f, "__code__"))
+        _CODE.append(hashlib.blake2b(code, digest_size=16).digest())
     return _CODE[0]
 
 
