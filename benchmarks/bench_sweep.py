@@ -105,12 +105,14 @@ def tune_run(trainable, spec, n: int, storage: Path, name: str):
 
 
 def trials_of(grid, label: str) -> list[dict]:
-    """[{"key", "config", "metrics", "time"}] in trial creation order; raises if any trial failed."""
+    """[{"key", "config", "metrics", "time"}] in trial creation order; raises if any trial failed or did not finish."""
     rows = []
     for r in grid:
         if r.error is not None:
             raise RuntimeError(f"{label}: a trial failed: {r.error}")
         m = r.metrics or {}
+        if not any(k in m for k in COMPARED):  # stopped before it reported (Ctrl-C): no ratio from a cut-short run
+            raise RuntimeError(f"{label}: a trial did not finish ({r.path}); the run was interrupted")
         tag = str(m.get("experiment_tag", "")).split("_", 1)[0]  # "<creation counter>_<config>"
         rows.append({"idx": int(tag) if tag.isdigit() else len(rows),
                      "key": json.dumps(r.config, sort_keys=True, default=str), "config": r.config, "metrics": m,
@@ -249,6 +251,9 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    for label, rows in (("ours-cold", ours_cold), ("ours-warm", ours_warm), ("naive", naive_rows)):
+        if len(rows) != a.trials:
+            raise RuntimeError(f"{label}: {len(rows)} of {a.trials} trials ran; the run was interrupted")
     cold = prep_cold + fit_cold
     warm = prep_warm + fit_warm
     c_naive = compare(ours_cold, naive_rows)

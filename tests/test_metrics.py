@@ -4,7 +4,7 @@ scikit-learn on fold-sized inputs with ties, absent classes, a missed class and 
 import numpy as np
 import pytest
 
-from trainables.metrics import _sklearn_metrics, binary_auc, compute_metrics
+from trainables.metrics import sklearn_metrics, binary_auc, compute_metrics
 
 
 def _cases():
@@ -26,7 +26,7 @@ def _cases():
 def test_compute_metrics_equals_scikit_learn_bit_for_bit():
     n = 0
     for y, proba, names in _cases():
-        ours, ref = compute_metrics(y, proba, names), _sklearn_metrics(y, proba, names)
+        ours, ref = compute_metrics(y, proba, names), sklearn_metrics(y, proba, names)
         assert ours.keys() == ref.keys()
         for key in ref:
             assert ours[key] == ref[key] or (np.isnan(ours[key]) and np.isnan(ref[key])), (key, ours[key], ref[key])

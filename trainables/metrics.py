@@ -114,7 +114,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str
         raise ValueError("predicted probabilities contain NaN or inf")
     k = len(class_names)
     if len(y_true) == 0 or not np.issubdtype(y_true.dtype, np.integer) or y_true.min() < 0 or y_true.max() >= k:
-        return _sklearn_metrics(y_true, proba, class_names)  # not class indices: scikit-learn says what is wrong
+        return sklearn_metrics(y_true, proba, class_names)  # not class indices: scikit-learn says what is wrong
     pred = proba.argmax(1)
     tp = np.bincount(y_true[pred == y_true], minlength=k).astype(np.float64)  # (C,) per class
     true_sum = np.bincount(y_true, minlength=k).astype(np.float64)
@@ -134,7 +134,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str
     return out
 
 
-def _sklearn_metrics(y_true: np.ndarray, proba: np.ndarray, class_names) -> dict[str, float]:
+def sklearn_metrics(y_true: np.ndarray, proba: np.ndarray, class_names) -> dict[str, float]:
     """``compute_metrics`` through scikit-learn itself (the reference the fast path is tested against)."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
