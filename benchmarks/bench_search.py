@@ -7,11 +7,16 @@
    For each: wall time of the Tune run, configurations computed more than once (trials minus distinct
    configurations, from Tune's results), and utilisation = sum of trial times / (wall x concurrency),
    the share of worker time spent in trials. The window's cost is the utilisation it loses.
+   Ours also gives the compute share = sum of trial compute times / (wall x concurrency), a trial's
+   compute time being the seconds it spent inside ``evaluate`` (``compute_s``, which
+   ``sweep_trial`` reports to Tune): what is left is actor start-up (imports), Tune's scheduling and
+   result handling, the record's checkpoint, and workers idle while the other finishes.
 2. **benchmark24, 24 trials**: distinct configurations among them (the space has 24).
 
 Prints ``RESULT repeats_recomputed N`` (ours, target 0), ``RESULT repeats_recomputed_free N``,
 ``RESULT wall_window_s``, ``RESULT wall_free_s``, ``RESULT util_window``, ``RESULT util_free``,
-``RESULT window_cost`` (1 - util_window / util_free) and ``RESULT distinct_24 N``.
+``RESULT window_cost`` (1 - util_window / util_free), ``RESULT compute_share`` (ours, quickstart;
+target >= 0.8) and ``RESULT distinct_24 N``.
 
 Run (about 12 minutes on 2 quiet cores at the defaults; ``--smoke`` 40 patients, about 4)::
 
@@ -58,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None):
-    """One Tune run; returns (wall seconds, [(config, time_total_s)])."""
+    """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)])."""
     from ray import tune
 
     tuner = tune.Tuner(
@@ -76,7 +81,8 @@ def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=
     for r in grid:
         if r.error is not None:
             raise RuntimeError(f"{name}: a trial failed: {r.error}")
-        rows.append((r.config, float((r.metrics or {}).get("time_total_s", 0.0))))
+        m = r.metrics or {}
+        rows.append((r.config, float(m.get("time_total_s", 0.0)), float(m.get("compute_s", 0.0))))
     return wall, rows
 
 
@@ -84,7 +90,7 @@ def recomputed(rows) -> tuple[int, int]:
     """(configurations computed more than once: trials - distinct, distinct configurations)."""
     from sweeps.search import config_key
 
-    keys = Counter(config_key(c) for c, _ in rows)
+    keys = Counter(config_key(c) for c, *_ in rows)
     return sum(v - 1 for v in keys.values()), len(keys)
 
 
@@ -144,7 +150,8 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    util = lambda rows, wall: sum(t for _, t in rows) / (wall * CONCURRENCY)  # noqa: E731
+    util = lambda rows, wall: sum(t for _, t, _c in rows) / (wall * CONCURRENCY)  # noqa: E731
+    share = sum(c for *_, c in rows_w) / (wall_w * CONCURRENCY)
     rec_w, dist_w = recomputed(rows_w)
     rec_f, dist_f = recomputed(rows_f)
     rec_24, dist_24 = recomputed(rows_24)
@@ -156,6 +163,8 @@ def main(argv=None) -> int:
           f"{wall_w:>7.1f} {uw:>11.2f}")
     print(f"{'free-running OptunaSearch (before)':<34} {len(rows_f):>6} {dist_f:>8} {rec_f:>10} {wall_f:>7.1f} {uf:>11.2f}")
     print(f"ours: {state['repeats_answered']} proposal(s) repeated an evaluated configuration and were answered from it")
+    print(f"ours: compute share {share:.3f} (sum of the trials' time inside evaluate {sum(c for *_, c in rows_w):.1f}s / "
+          f"(wall {wall_w:.1f}s x {CONCURRENCY})); load average at the end {os.getloadavg()[0]:.1f}")
     print(f"benchmark24: {len(rows_24)} trials, {dist_24} distinct, sampler {state_24['sampler']} ({state_24['note']}), "
           f"{wall_24:.1f}s")
     print(f"RESULT repeats_recomputed {rec_w}")
@@ -165,6 +174,7 @@ def main(argv=None) -> int:
     print(f"RESULT util_window {uw:.3f}")
     print(f"RESULT util_free {uf:.3f}")
     print(f"RESULT window_cost {1 - uw / uf:.3f}")
+    print(f"RESULT compute_share {share:.3f}")
     print(f"RESULT distinct_24 {dist_24}")
     return 0
 

@@ -18,6 +18,11 @@ excluded from both timings, and so is ``ray.init`` (one for the whole script, re
 Since the encoder is deterministic (seeded random init), matched configs must give the same metrics:
 the script checks that both ways ran the same configs and prints the largest f1_macro difference.
 
+For ours it also prints the compute share of each Tune run: the sum of the trials' compute times (the
+seconds each spent inside ``evaluate``, ``compute_s`` as ``sweep_trial`` reports it) / (the run's wall
+time x concurrency); the rest is actor start-up, Tune's own work and workers idle at the end. The
+issue's ``compute_share`` target is measured on the quickstart (``benchmarks/bench_search.py``).
+
 Run (from anywhere; about 4 minutes on 2 quiet cores at the defaults, up to ~7 when the machine is busy)::
 
     /work/venv/bin/python /work/main/benchmarks/bench_sweep.py            # 8 trials, 80 patients
@@ -100,12 +105,14 @@ def tune_run(trainable, spec, n: int, storage: Path, name: str):
 
 
 def trials_of(grid, label: str) -> list[dict]:
-    """[{"key", "config", "metrics", "time"}] in trial creation order; raises if any trial failed."""
+    """[{"key", "config", "metrics", "time"}] in trial creation order; raises if any trial failed or did not finish."""
     rows = []
     for r in grid:
         if r.error is not None:
             raise RuntimeError(f"{label}: a trial failed: {r.error}")
         m = r.metrics or {}
+        if not any(k in m for k in COMPARED):  # stopped before it reported (Ctrl-C): no ratio from a cut-short run
+            raise RuntimeError(f"{label}: a trial did not finish ({r.path}); the run was interrupted")
         tag = str(m.get("experiment_tag", "")).split("_", 1)[0]  # "<creation counter>_<config>"
         rows.append({"idx": int(tag) if tag.isdigit() else len(rows),
                      "key": json.dumps(r.config, sort_keys=True, default=str), "config": r.config, "metrics": m,
@@ -165,6 +172,7 @@ def describe(c: dict, arms: list[str]) -> str:
 def main(argv=None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    load0 = os.getloadavg()[0]
 
     import numpy as np
     import ray
@@ -243,6 +251,9 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    for label, rows in (("ours-cold", ours_cold), ("ours-warm", ours_warm), ("naive", naive_rows)):
+        if len(rows) != a.trials:
+            raise RuntimeError(f"{label}: {len(rows)} of {a.trials} trials ran; the run was interrupted")
     cold = prep_cold + fit_cold
     warm = prep_warm + fit_warm
     c_naive = compare(ours_cold, naive_rows)
@@ -255,11 +266,17 @@ def main(argv=None) -> int:
           f"(generated once in {gen_s:.1f}s beforehand and shared; generation excluded from both timings)")
     print(f"ray.init (once, excluded from both timings): {ray_s:.1f}s")
     print()
-    print(f"{'way':<11} {'prepare s':>10} {'tune s':>8} {'wall s':>8} {'s/trial':>8}")
-    print(f"{'ours-cold':<11} {prep_cold:>10.1f} {fit_cold:>8.1f} {cold:>8.1f} {mean_t(ours_cold):>8.1f}")
-    print(f"{'ours-warm':<11} {prep_warm:>10.1f} {fit_warm:>8.1f} {warm:>8.1f} {mean_t(ours_warm):>8.1f}")
+    compute = lambda rows: sum(float(r["metrics"].get("compute_s", 0.0)) for r in rows)  # noqa: E731
+    share_cold, share_warm = compute(ours_cold) / (fit_cold * CONCURRENCY), compute(ours_warm) / (fit_warm * CONCURRENCY)
+    print(f"{'way':<11} {'prepare s':>10} {'tune s':>8} {'wall s':>8} {'s/trial':>8} {'compute s':>10} {'share':>6}")
+    print(f"{'ours-cold':<11} {prep_cold:>10.1f} {fit_cold:>8.1f} {cold:>8.1f} {mean_t(ours_cold):>8.1f} "
+          f"{compute(ours_cold):>10.1f} {share_cold:>6.2f}")
+    print(f"{'ours-warm':<11} {prep_warm:>10.1f} {fit_warm:>8.1f} {warm:>8.1f} {mean_t(ours_warm):>8.1f} "
+          f"{compute(ours_warm):>10.1f} {share_warm:>6.2f}")
     print(f"{'naive':<11} {'-':>10} {fit_naive:>8.1f} {fit_naive:>8.1f} {mean_t(naive_rows):>8.1f}")
-    print("(prepare = cohort load + embed-or-cache-hit; s/trial = mean Tune time_total_s of a trial)")
+    print("(prepare = cohort load + embed-or-cache-hit; s/trial = mean Tune time_total_s of a trial; compute s = sum of\n"
+          " the trials' time inside evaluate; share = compute s / (tune s x concurrency))")
+    print(f"load average: {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 quiet cores: below 2)")
     print()
     arms = list(spec.compare.get("pooling", []))
     for label, c in (("ours-cold vs naive", c_naive), ("ours-cold vs ours-warm", c_warm)):
@@ -285,6 +302,8 @@ def main(argv=None) -> int:
     print(f"RESULT distinct_{a.trials} {len({r['key'] for r in ours_cold})}")
     print(f"RESULT cold_ratio_{a.trials} {fit_naive / cold:.2f}")
     print(f"RESULT warm_ratio_{a.trials} {fit_naive / warm:.2f}")
+    print(f"RESULT compute_share_{a.trials}_cold {share_cold:.3f}")
+    print(f"RESULT compute_share_{a.trials}_warm {share_warm:.3f}")
     return 0
 
 

@@ -64,3 +64,33 @@ def test_fold_bags_keep_fitted_statistics_only_and_read_only_bags_stay_untouched
             assert np.array_equal(Z, expected) and m is mask
     kept = [a for fitted in d.extra["fold_bags"].values() for per_modality in fitted.values() for a in per_modality]
     assert kept and all(a is None or a.nbytes <= 12 * 5 * 4 for a in kept), "only (D,) statistics and a (D, k) projection"
+
+
+def test_fitted_poolers_are_reused_across_trials_with_the_same_numbers(monkeypatch):
+    """A reused actor's trials that differ only after the pooling (head, resampling) reuse the attention
+    poolers the first one fitted: the same probabilities, attention and torch RNG state afterwards as
+    fitting afresh. Class weights change what the pooler learns: fitted again."""
+    import trainables.pipeline as pl
+
+    X, m, y, _ = make_bags(60, 2)
+    calls = []
+    real = pl.fit_poolers
+    monkeypatch.setattr(pl, "fit_poolers", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def data():
+        return TrialData(y, np.arange(60), ("a", "b"), ["s"], {"s": (X, m)})
+
+    shared = data()
+    configs = [{"head": "logreg", "pooling": "attention"}, {"head": "mlp", "pooling": "attention", "sampling": "random_under"}]
+    reused = []
+    for c in configs:
+        reused.append(evaluate(c, shared, n_folds=3))
+        reused[-1]["rng"] = torch.rand(3)
+    assert len(calls) == 3  # one fit per fold, for both trials
+    for c, r in zip(configs, reused):
+        fresh = evaluate(c, data(), n_folds=3)
+        assert np.array_equal(r["attention"]["proba"], fresh["attention"]["proba"])
+        assert np.array_equal(r["attention"]["attention"]["s"], fresh["attention"]["attention"]["s"], equal_nan=True)
+        assert torch.equal(r["rng"], torch.rand(3))
+    evaluate({"head": "logreg", "pooling": "attention", "sampling": "class_weight"}, shared, n_folds=3)
+    assert len(calls) == 3 + 3 + 3 * 2  # two fresh trials above, then class weights: new fits

@@ -134,6 +134,38 @@ def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     return {m: _apply(X, mask, memo[key][m]) for m, (X, mask) in data.bags.items()}
 
 
+def _fitted_poolers(data: TrialData, poolers: dict, bags: dict, tr: np.ndarray, y_fit: np.ndarray, n_classes: int,
+                    cw: np.ndarray | None, seed: int, pca_dim: int, spec: tuple) -> dict:
+    """``fit_poolers`` on the fold's training part, memoised per worker process (in ``data.extra``).
+
+    A learned pooler depends only on the fold's bags (its training part and ``pca_dim``), its labels,
+    the pooling and its training options (``spec``), the class weights and the seed, not on the head
+    or the resampling the trial fits after it: trials on a reused actor that differ only there (most
+    of a sweep) get the poolers fitted by the first one, bit-identical, and the torch RNG state that
+    fitting left behind. ``poolers`` are freshly built (initialised from ``seed``); returned fitted."""
+    import copy
+
+    if not any(p.learnable for p in poolers.values()):
+        return poolers
+    memo = data.extra.setdefault("fitted_poolers", {})
+    h = hashlib.blake2b(digest_size=16)
+    for part in (np.ascontiguousarray(tr), np.ascontiguousarray(y_fit[tr]), None if cw is None else np.asarray(cw)):
+        h.update(b"-" if part is None else part.tobytes())
+    h.update(repr((pca_dim, seed, n_classes, sorted(poolers), spec[0], sorted(spec[1].items()), sorted(spec[2].items()),
+                   [(m, p.in_dim) for m, p in poolers.items()])).encode())
+    key = h.hexdigest()
+    if key in memo:
+        fitted, rng = memo[key]
+        torch.set_rng_state(rng)  # as if fitted here: whatever draws from the global RNG next sees the same state
+        return copy.deepcopy(fitted)
+    fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, y_fit[tr], n_classes,
+                class_weight=cw, seed=seed, **spec[2])
+    if len(memo) >= 64:  # a few folds x PCA sizes x class weightings; keep memory bounded
+        memo.clear()
+    memo[key] = copy.deepcopy(poolers), torch.get_rng_state()
+    return poolers
+
+
 def arm_specs(config: dict, arms: dict[str, list[str]] | None) -> dict[str, tuple[str, dict, dict]]:
     """{arm: (pooling name, pooling params, pooler training options)}: one arm per compared pooling."""
     arm_dim, arm_values = next(iter(arms.items())) if arms else (None, [None])
@@ -179,8 +211,8 @@ def _features(config: dict, data: TrialData, specs: dict, folds, seed: int, y_fi
                 raise ValueError(f"pooling {pool_name!r} is learned; with several targets in one trial use a fixed "
                                  "pooling (mean or max), or one target per sweep")
             if y_fit is not None:
-                fit_poolers(poolers, {m: (b[0][tr], b[1][tr]) for m, b in bags.items()}, y_fit[tr], n_classes,
-                            class_weight=cw, seed=seed + f, **train_opts)
+                poolers = _fitted_poolers(data, poolers, bags, tr, y_fit, n_classes, cw, seed + f, pca_dim,
+                                          (pool_name, pool_params, train_opts))
             vectors = {m: pool(poolers[m], *bags[m]) for m in data.modalities}
             pres = presence
             if txt is not None:  # text and tabular join the image modalities as vectors to fuse

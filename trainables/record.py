@@ -41,6 +41,7 @@ FILES = (ARRAYS, CONFIG, METRICS)  # the order they are written in: metrics.json
 ARM_PREFIX = "arm/"
 TARGET_SEP = "__t__"
 ATTENTION_PREFIX = "attn__"
+COMPUTE_KEY = "compute_s"  # Tune result key (not in the record): wall seconds the trial spent inside evaluate
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
@@ -191,11 +192,13 @@ def find_completed(config: Mapping[str, Any], run_dir: str | Path, trial_id: str
     return None
 
 
-def report_record(config: Mapping[str, Any], metrics: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def report_record(config: Mapping[str, Any], metrics: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                  extra: Mapping[str, float] | None = None) -> None:
     """Report ``metrics`` to Tune with the trial's record as the checkpoint (the report reads the
-    record, not Tune's optional loggers)."""
+    record, not Tune's optional loggers). ``extra`` (e.g. ``{COMPUTE_KEY: seconds}``) joins Tune's
+    result only, not the record: timings differ from run to run, the record's metrics do not."""
     from ray import tune
 
     with tempfile.TemporaryDirectory() as d:
         write_record(d, config, metrics, arrays)
-        tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(d))
+        tune.report({**metrics, **(extra or {})}, checkpoint=tune.Checkpoint.from_directory(d))

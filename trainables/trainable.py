@@ -6,6 +6,7 @@ process, and keeps the bags in memory across trials when Tune reuses the actor.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 from . import cache
 from .handle import DataHandle
 from .pipeline import TrialData, build_bags, evaluate, flatten
-from .record import find_completed, report_record, result_arrays
+from .record import COMPUTE_KEY, find_completed, report_record, result_arrays
 
 
 _MEMO: dict[str, TrialData] = {}
@@ -99,5 +100,8 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
     cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     torch.set_num_threads(max(1, cpus))
     data = trial_data(handle, config.get("encoder"), config.get("preprocessing", "grayscale_norm"))
+    t0 = time.perf_counter()
     results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)
-    report_record(config, flatten(results, handle.metric, handle.mode), result_arrays(results))
+    compute_s = time.perf_counter() - t0  # the trial's compute: inside evaluate, not Tune's or the actor's overhead
+    report_record(config, flatten(results, handle.metric, handle.mode), result_arrays(results),
+                  extra={COMPUTE_KEY: compute_s})
