@@ -191,11 +191,13 @@ def find_completed(config: Mapping[str, Any], run_dir: str | Path, trial_id: str
     return None
 
 
-def report_record(config: Mapping[str, Any], metrics: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def report_record(config: Mapping[str, Any], metrics: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                  extra: Mapping[str, Any] | None = None) -> None:
     """Report ``metrics`` to Tune with the trial's record as the checkpoint (the report reads the
-    record, not Tune's optional loggers)."""
+    record, not Tune's optional loggers). ``extra`` (e.g. ``folds_done``/``n_folds``,
+    :mod:`trainables.progress`) goes to Tune beside the metrics, not into the record."""
     from ray import tune
 
     with tempfile.TemporaryDirectory() as d:
         write_record(d, config, metrics, arrays)
-        tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(d))
+        tune.report({**metrics, **(extra or {})}, checkpoint=tune.Checkpoint.from_directory(d))
