@@ -18,8 +18,8 @@ pooling), on the same folds: the paired design the report's comparison tables re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd

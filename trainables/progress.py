@@ -20,7 +20,8 @@ tracking callbacks (every result is a step; MLflow and TensorBoard show one poin
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 FOLDS_ATTR = "folds_done"  # the per-fold reports' time axis (ASHA's time_attr with --early-stop)
 N_FOLDS = "n_folds"
