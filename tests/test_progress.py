@@ -51,6 +51,52 @@ def test_the_progress_protocol():
     assert not is_intermediate({"f1_macro": 0.7}) and not is_intermediate(None)  # a record reported before progress
 
 
+def _handle():
+    import numpy as np
+
+    from tests_helpers import make_bags
+    from trainables.handle import DataHandle
+    from trainables.pipeline import TrialData
+
+    X, m, y, _ = make_bags(48, 3)
+    handle = DataHandle(sample_ids=[str(i) for i in range(48)], y=y, groups=np.arange(48), class_names=("a", "b"),
+                        modalities=["s"], tabular=None, entries={}, metric="f1_macro", mode="max", folds=3, seed=0,
+                        arms={"pooling": ["mean", "max"]})
+    return handle, TrialData(y, np.arange(48), ("a", "b"), ["s"], {"s": (X, m)})
+
+
+def test_sweep_trial_reports_each_fold_but_the_last_then_the_record_once(monkeypatch):
+    """Without Ray: tune.report and report_record captured. n_folds - 1 intermediates, then the record,
+    reported with folds_done == n_folds and the same metrics as evaluate's; a record found on disk (the
+    repeat path) is reported once, as a final result."""
+    import ray.tune
+
+    from trainables import trainable
+    from trainables.pipeline import evaluate, flatten
+
+    handle, data = _handle()
+    reports, records = [], []
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, **kw: reports.append((metrics, kw)))
+    monkeypatch.setattr(trainable, "trial_data", lambda *a: data)
+    monkeypatch.setattr(trainable, "report_record", lambda c, metrics, arrays, extra=None: records.append((metrics, extra)))
+    config = {"head": "logreg", "pooling": "mean"}
+    trainable.sweep_trial(config, handle)
+    assert [r[FOLDS_ATTR] for r, _ in reports] == [1, 2] and all(is_intermediate(r) and not kw for r, kw in reports)
+    ((metrics, extra),) = records
+    final = {**metrics, **extra}
+    assert not is_intermediate(final) and extra == {FOLDS_ATTR: 3, N_FOLDS: 3}
+    assert metrics == flatten(evaluate(config, data, arms=handle.arms, n_folds=3), "f1_macro")
+    assert set(reports[0][0]) == set(final), "an intermediate has the final result's keys"
+
+    class Done:
+        metrics = {"f1_macro": 0.7, "best_arm": "mean"}
+
+    reports.clear()
+    monkeypatch.setattr(trainable, "find_completed", lambda c, d: Done())
+    trainable.sweep_trial(config, handle)
+    assert reports == [({"f1_macro": 0.7, "best_arm": "mean", FOLDS_ATTR: 3, N_FOLDS: 3}, {})]
+
+
 def test_each_fold_reports_its_running_metric_and_the_last_result_is_the_record(early_run):
     _, run_dir = early_run
     trial = _trials(run_dir)[GOOD]
@@ -97,3 +143,17 @@ def test_the_report_lists_the_stopped_trial_apart(early_run):
     assert {r.trial for r in view.rows} == {_trials(run_dir)[GOOD].name.split("_", 1)[1]}
     assert view.trials_ended == 2 and not view.interrupted
     assert json.loads((run_dir / "sweep.json").read_text())["options"]["early_stop"] is True
+
+
+def test_early_stop_is_opt_in_and_schedules_on_folds():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from sweeps import cli
+    from sweeps.spec import load_space
+
+    assert cli.parser().parse_args(["run", "quickstart", "--early-stop"]).early_stop
+    assert not cli.parser().parse_args(["run", "quickstart"]).early_stop
+    spec = load_space("quickstart")
+    assert runner.scheduler(spec, {}) is None and runner.scheduler(spec, {"early_stop": False}) is None
+    asha = runner.scheduler(spec, {"early_stop": True})
+    assert isinstance(asha, ASHAScheduler) and asha._time_attr == FOLDS_ATTR and asha._max_t == spec.folds
