@@ -283,6 +283,10 @@ class SweepSearcher(Searcher):
         state["_asked"] = {}  # live handles on the study; a restored searcher reports no intermediates of old trials
         return state
 
+    def __setstate__(self, state):
+        state.setdefault("_asked", {})  # a searcher pickled before intermediates existed
+        self.__dict__.update(state)
+
     @property
     def exhaustive(self) -> bool:
         return self._plan["sampler"] == "exhaustive"
@@ -419,6 +423,7 @@ class SweepSearcher(Searcher):
     def _tell(self, study, number: int, value: float | str | None) -> None:
         import optuna
 
+        self._asked.pop(number, None)
         try:
             if value == "pruned":
                 study.tell(number, state=optuna.trial.TrialState.PRUNED)
