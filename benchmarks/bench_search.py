@@ -111,7 +111,6 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
     os.environ["SWEEPS_HOME"] = str(Path(a.home).resolve()) if a.home else str(tmp / "home")
-    out = {}
     try:
         ray.init(address="local", num_cpus=a.cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level=logging.WARNING)

@@ -32,7 +32,7 @@ def _run(a) -> int:
     run(a.space, num_samples=a.trials, concurrency=a.concurrency, cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial, address=a.address, name=a.name, dashboard_host=a.dashboard_host,
         progress=not a.no_progress, smoke_test=a.smoke, data=a.data, cohort_options=parse_options(a.option), track=a.track,
-        argv=a.argv, test_fraction=a.test_fraction, test_data=a.test_data)
+        argv=a.argv, test_fraction=a.test_fraction, test_data=a.test_data, early_stop=a.early_stop)
     return 0
 
 
@@ -199,6 +199,9 @@ def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, metavar="F",
                    help="set aside this fraction of patients as a test part (grouped, stratified, seeded); overrides the space's")
     p.add_argument("--test-data", metavar="PATH", help="a separate test cohort (same adapter), scored once after the sweep")
+    p.add_argument("--early-stop", action="store_true",
+                   help="stop trials whose running out-of-fold metric falls behind after their first folds (ASHA on "
+                        "folds_done); stopped trials are listed apart in the report. Off by default")
 
 
 def _args_resume(p: argparse.ArgumentParser) -> None:

@@ -109,7 +109,7 @@ def plan(orig_dir: Path) -> dict:
             "concurrency": meta.get("concurrency") or o.get("concurrency"),
             "cpus_per_trial": o.get("cpus_per_trial", 1), "gpus_per_trial": o.get("gpus_per_trial", 0),
             "address": o.get("address"), "smoke_test": bool(o.get("smoke")), "data": o.get("data"),
-            "cohort_options": o.get("cohort_options") or {}}
+            "cohort_options": o.get("cohort_options") or {}, "early_stop": bool(o.get("early_stop"))}
 
 
 def free_name(orig: Path) -> str:

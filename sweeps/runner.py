@@ -483,8 +483,9 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         dashboard_host: str = "127.0.0.1", progress: bool = True, write_report: bool = True,
         smoke_test: bool = False, data: str | None = None, cohort_options: dict | None = None,
         track: list[str] | None = None, argv: list[str] | None = None,
-        test_fraction: float | None = None, test_data: str | None = None) -> Path:
-    """``argv``: the command as typed (recorded in sweep.json for the report's reproduction recipe)."""
+        test_fraction: float | None = None, test_data: str | None = None, early_stop: bool = False) -> Path:
+    """``argv``: the command as typed (recorded in sweep.json for the report's reproduction recipe).
+    ``early_stop``: stop trials that fall behind after their first folds (:func:`scheduler`)."""
     from .track import check as check_tracking
 
     check_tracking(track)  # --track values and their packages, before anything slow
@@ -496,6 +497,9 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
         spec.validate()
     if smoke_test:
         spec = smoke(spec)
+        if early_stop:
+            log.info("--early-stop is ignored with --smoke: a smoke trial stopped early would leave no record to check")
+            early_stop = False
     check_run_options(num_samples=num_samples, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                       gpus_per_trial=gpus_per_trial, address=address)  # before anything slow
     run_name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -515,7 +519,8 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
                "cohort_options": cohort_options or {}, "track": list(track or []),
                "space_arg": str(Path(space).resolve()) if space.endswith(".py") else space,
                "argv": list(argv) if argv else None, "space_sha256": space_sha256(space),
-               "test_fraction": spec.test_fraction, "test_data": str(Path(test_data).resolve()) if test_data else None}
+               "test_fraction": spec.test_fraction, "test_data": str(Path(test_data).resolve()) if test_data else None,
+               "early_stop": bool(early_stop)}
     start_ray(address, dashboard_host, None)
     interrupted = _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp,
                         restore=False)
@@ -591,7 +596,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     import ray
     from ray import tune
 
-    from trainables.finetune import finetune_trial, make_scheduler
+    from trainables.finetune import finetune_trial
     from trainables.trainable import sweep_trial
 
     handle.run_dir = str(run_dir)
@@ -667,7 +672,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
-                                        scheduler=make_scheduler(spec),
+                                        scheduler=scheduler(spec, options),
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,
@@ -677,6 +682,22 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
     return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
+
+
+def scheduler(spec: SweepSpec, options: dict):
+    """The Tune scheduler of a run: the space's (fine-tuning's per-epoch ASHA), or with ``--early-stop``
+    (``options["early_stop"]``) ASHA on the per-fold reports of frozen trials
+    (:func:`trainables.progress.fold_scheduler`) or on a fine-tuning space's per-epoch ones; None otherwise."""
+    from dataclasses import replace
+
+    from trainables.finetune import make_scheduler
+    from trainables.progress import fold_scheduler
+
+    if not options.get("early_stop"):
+        return make_scheduler(spec)
+    if spec.trainable == "finetune":
+        return make_scheduler(replace(spec, scheduler=spec.scheduler or "asha"))
+    return fold_scheduler(spec.metric, spec.mode, spec.folds)
 
 
 def tune_state_readable(run_dir: Path) -> bool:
@@ -761,7 +782,8 @@ def _reporter(spec: SweepSpec):
               for k in ("head", "sampling", "pca_dim", "tabular", "encoder") if k in spec.space]
     params += [p for p in ("/".join(path) for path in swept_paths(_space_repr(spec.space)))
                if p not in params]  # every swept value, nested ones as a/b
-    return CLIReporter(metric_columns=list(dict.fromkeys([spec.metric, "auc_macro", "best_arm"])), parameter_columns=params,
+    progress = ["folds_done"] if spec.trainable != "finetune" else []  # a running trial's folds so far (its metric is the running one)
+    return CLIReporter(metric_columns=list(dict.fromkeys([spec.metric, "auc_macro", "best_arm", *progress])), parameter_columns=params,
                        max_report_frequency=30, sort_by_metric=True, metric=spec.metric, mode=spec.mode)
 
 

@@ -27,6 +27,15 @@ exhaustively (Optuna's BruteForceSampler, seeded): every configuration once, and
 than the space has. ``repeats=N`` (a space setting) gives each slot N trials with
 ``__trial_index__`` 0..N-1 (their seed offset); the slot's value is their mean.
 
+**Progress and early stopping.** A trial's intermediate results (per fold, or per epoch when
+fine-tuning: ``trainables.progress.is_intermediate``) never count as its answer: they reach the
+Optuna trial of its slot as ``trial.report(value, step)`` (first repeat only), so optuna-dashboard
+shows trials moving; the sampler does not read them while the trial runs (TPE's constant liar
+treats every RUNNING trial alike), so proposals stay a function of the slot order. A trial whose
+last result is an intermediate (a scheduler stopped it: ``--early-stop``, or ASHA when fine-tuning)
+leaves its slot ``stopped``: told to the study as PRUNED (with its intermediate values), never as a
+final value of that configuration, and a repeat proposal of it is answered PRUNED too.
+
 **On disk.** ``<run>/optuna.journal`` (Optuna JournalStorage, file backend) holds the study named
 after the run, for optuna-dashboard; ``<run>/search.json`` (atomic writes) the slots and proposals
 (schema in ``SweepSearcher._state``).
@@ -174,19 +183,25 @@ def read_records(run_dir: Path) -> dict[str, dict]:
     return out
 
 
-def _trial_outcome(trial_dir: Path, metric: str) -> tuple[bool, float | None]:
-    """``(ended, value)`` from Tune's files for a trial without a record: errored (error.txt) or
-    ended (the last row of result.json has ``done``, e.g. stopped by ASHA)."""
+def _trial_outcome(trial_dir: Path, metric: str) -> tuple[str | None, float | None]:
+    """``(state, value)`` from Tune's files for a trial without a record: ``"failed"`` (error.txt),
+    ``"stopped"`` (the last row of result.json is an intermediate result marked ``done``: stopped
+    early by a scheduler), ``"done"`` (a final result marked ``done``) or None (not ended)."""
+    from trainables.progress import is_intermediate
+
     if (trial_dir / "error.txt").exists():
-        return True, None
+        return "failed", None
     try:
         lines = [ln for ln in (trial_dir / "result.json").read_text().splitlines() if ln.strip()]
         last = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
-        return False, None
+        return None, None
     if last.get("done"):
-        return True, _value(last, metric)
-    return False, None
+        if is_intermediate(last):
+            return "stopped", None
+        v = _value(last, metric)
+        return ("done" if v is not None else "failed"), v
+    return None, None
 
 
 def _value(result: dict | None, metric: str) -> float | None:
@@ -259,12 +274,18 @@ class SweepSearcher(Searcher):
         self._shadows: dict[int, list[int]] = {}  # slot -> optuna numbers of its pending repeats
         self._told = 0  # slots 0.._told-1 are told
         self._resumes: list[dict] = []
+        self._asked: dict[int, Any] = {}  # optuna number -> the optuna.trial.Trial ask() gave (intermediate reports)
 
     # -- pickling (Tuner pickles the searcher; the study is reopened from its journal) --------------
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_study"] = None
+        state["_asked"] = {}  # live handles on the study; a restored searcher reports no intermediates of old trials
         return state
+
+    def __setstate__(self, state):
+        state.setdefault("_asked", {})  # a searcher pickled before intermediates existed
+        self.__dict__.update(state)
 
     @property
     def exhaustive(self) -> bool:
@@ -329,9 +350,28 @@ class SweepSearcher(Searcher):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        pass
+        """An intermediate result goes to the slot's Optuna trial as ``report(value, step)`` (the first
+        repeat's only; a final result is left to ``on_trial_complete``). Never an answer."""
+        from trainables.progress import progress_step
+
+        step = progress_step(result)
+        where = self._trial_slot.get(trial_id)
+        if step is None or where is None or where[1] != 0:
+            return
+        s = self._slots[where[0]]
+        trial, v = self._asked.get(s["optuna_trial"]), _value(result, self._metric)
+        if trial is None or v is None or s["told"]:
+            return
+        try:
+            trial.report(v, step)
+        except (RuntimeError, ValueError) as exc:  # finished meanwhile (a resume), or a step it refuses: progress only
+            log.debug("search: intermediate value of trial %s not stored: %s", trial_id, exc)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """The final result is the slot's answer; a last result that is an intermediate (a scheduler
+        stopped the trial) leaves the slot ``stopped`` (told PRUNED), an error ``failed``."""
+        from trainables.progress import is_intermediate
+
         where = self._trial_slot.get(trial_id)
         if where is None:
             return
@@ -339,8 +379,11 @@ class SweepSearcher(Searcher):
         s = self._slots[slot]
         if s["told"]:
             return
-        s["values"][idx] = None if error else _value(result, self._metric)
-        s["state"][idx] = "failed" if error else "done"
+        stopped = not error and is_intermediate(result)
+        if stopped:  # Tune does not pass the result a scheduler stopped on to on_trial_result: its last progress
+            self.on_trial_result(trial_id, result)
+        s["values"][idx] = None if error or stopped else _value(result, self._metric)
+        s["state"][idx] = "failed" if error else "stopped" if stopped else "done"
         self._open()
         if len(self._slots) >= self._plan["proposals"]:  # nothing left to ask: tell as results come
             self._tell_upto(len(self._slots))
@@ -356,9 +399,13 @@ class SweepSearcher(Searcher):
         return self._told >= need
 
     def _slot_done(self, s: dict) -> bool:
-        return all(st in ("done", "failed") for st in s["state"])
+        return all(st in ("done", "failed", "stopped") for st in s["state"])
 
-    def _slot_value(self, s: dict) -> float | None:
+    def _slot_value(self, s: dict) -> float | str | None:
+        """The mean of the slot's final values; ``"pruned"`` when a repeat was stopped early (a partial
+        answer is no answer); None when none finished."""
+        if "stopped" in s["state"]:
+            return "pruned"
         vals = [v for v in s["values"] if v is not None]
         return sum(vals) / len(vals) if vals else None
 
@@ -373,11 +420,14 @@ class SweepSearcher(Searcher):
             s["told"] = True
             self._told += 1
 
-    def _tell(self, study, number: int, value: float | None) -> None:
+    def _tell(self, study, number: int, value: float | str | None) -> None:
         import optuna
 
+        self._asked.pop(number, None)
         try:
-            if value is None:
+            if value == "pruned":
+                study.tell(number, state=optuna.trial.TrialState.PRUNED)
+            elif value is None:
                 study.tell(number, state=optuna.trial.TrialState.FAIL)
             else:
                 study.tell(number, value)
@@ -395,6 +445,7 @@ class SweepSearcher(Searcher):
                 study.enqueue_trial(params, skip_if_exists=False)
                 source = "fallback"
             t = study.ask(self._dists)
+            self._asked[t.number] = t
             config = _resolve(self._space, t.params)
             key = config_key(config)
             j = self._by_key.get(key)
@@ -447,7 +498,7 @@ class SweepSearcher(Searcher):
         "note", "seed", "window", "n_startup_trials", "constant_liar", "space_size" (None: infinite),
         "num_samples", "repeats", "proposals_planned", "trials_planned",
         "slots": [{"slot", "config", "key", "optuna_trial", "trials": [trial id per repeat],
-                   "state": ["queued"|"running"|"done"|"failed" per repeat], "values", "told"}],
+                   "state": ["queued"|"running"|"done"|"failed"|"stopped" per repeat], "values", "told"}],
         "proposals": [{"optuna_trial", "slot" (new slot) | None, "repeat_of" (slot) | None,
                        "source": "sampler"|"fallback"}] in ask order,
         "repeats_answered": proposals that repeated an earlier slot, "resumes": [...]}``"""
@@ -507,7 +558,7 @@ class SweepSearcher(Searcher):
         self._queue = []
         for s in self._slots:
             for r, tid in enumerate(s["trials"]):
-                if s["state"][r] in ("done", "failed"):
+                if s["state"][r] in ("done", "failed", "stopped"):
                     continue
                 rec = records.get(tid) if tid else None
                 if rec is not None and config_key(rec["config"]) == s["key"]:
@@ -516,9 +567,9 @@ class SweepSearcher(Searcher):
                     if tid not in known:
                         lost_done.append(tid)
                     continue
-                ended, v = _trial_outcome(run_dir / f"trial_{tid}", self._metric) if tid else (False, None)
+                ended, v = _trial_outcome(run_dir / f"trial_{tid}", self._metric) if tid else (None, None)
                 if ended:
-                    s["values"][r], s["state"][r] = v, "done" if v is not None else "failed"
+                    s["values"][r], s["state"][r] = v, ended
                     continue
                 if tid is None or tid not in known:  # Tune never heard of it (or lost it): hand it out again
                     if tid:

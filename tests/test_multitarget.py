@@ -49,3 +49,17 @@ def test_learned_parts_need_a_single_target():
         evaluate({"head": "logreg", "pooling": "mean", "fusion": "attention"}, data, n_folds=3)
     (res,) = evaluate({"head": "logreg", "pooling": "mean"}, data, n_folds=3).values()
     assert set(res["proba"]) == {"a", "b", "noise"}
+
+
+def test_on_fold_with_several_targets_ends_at_the_final_metrics():
+    data = _data()
+    calls = []
+    plain = evaluate({"head": "logreg", "tabular": "simple"}, data, n_folds=4)
+    watched = evaluate({"head": "logreg", "tabular": "simple"}, data, n_folds=4,
+                       on_fold=lambda done, n, partial: calls.append((done, n, partial)))
+    assert [c[:2] for c in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    (arm,) = plain
+    assert watched[arm]["metrics"] == plain[arm]["metrics"]
+    assert calls[-1][2][arm]["metrics"] == plain[arm]["metrics"]
+    assert calls[-1][2][arm]["fold_metrics"] == plain[arm]["fold_metrics"]
+    assert calls[0][2][arm]["metrics"]["target/b/n"] < calls[1][2][arm]["metrics"]["target/b/n"] < plain[arm]["metrics"]["target/b/n"]

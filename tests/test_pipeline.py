@@ -94,3 +94,37 @@ def test_fitted_poolers_are_reused_across_trials_with_the_same_numbers(monkeypat
         assert torch.equal(r["rng"], torch.rand(3))
     evaluate({"head": "logreg", "pooling": "attention", "sampling": "class_weight"}, shared, n_folds=3)
     assert len(calls) == 3 + 3 + 3 * 2  # two fresh trials above, then class weights: new fits
+
+
+def _record_folds():
+    calls = []
+    return calls, lambda done, n, partial: calls.append((done, n, partial))
+
+
+def test_on_fold_reports_the_running_out_of_fold_metric_and_changes_nothing():
+    """on_fold is called once per fold with the metrics of the samples scored so far; after the last
+    fold they are the final ones; the results are those of a run without the callback."""
+    from trainables.metrics import compute_metrics
+    from trainables.pipeline import flatten
+    from trainables.splits import grouped_folds
+
+    X, m, y, _ = make_bags(60, 2)
+    d = TrialData(y, np.arange(60), ("a", "b"), ["s"], {"s": (X, m)})
+    config, arms = {"head": "logreg"}, {"pooling": ["mean", "max"]}
+    plain = evaluate(config, d, arms=arms, n_folds=3)
+    calls, on_fold = _record_folds()
+    watched = evaluate(config, d, arms=arms, n_folds=3, on_fold=on_fold)
+    assert [(c[0], c[1]) for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    for a in plain:
+        assert np.array_equal(plain[a]["proba"], watched[a]["proba"]) and plain[a]["metrics"] == watched[a]["metrics"]
+    final = flatten(plain, "auc_macro")
+    assert flatten(calls[-1][2], "auc_macro")["auc_macro"] == final["auc_macro"]
+    assert {k: v for k, v in flatten(calls[-1][2], "auc_macro").items() if "fold_sd" not in k} == \
+        {k: v for k, v in final.items() if "fold_sd" not in k and "missing" not in k}
+    folds = grouped_folds(y, np.arange(60), 3, 0)
+    first = folds[0][1]
+    for a in plain:  # after fold 1: the metric over fold 1's samples, from the final out-of-fold probabilities
+        assert calls[0][2][a]["metrics"]["auc_macro"] == compute_metrics(y[np.sort(first)], plain[a]["proba"][np.sort(first)],
+                                                                         ("a", "b"))["auc_macro"]
+        assert len(calls[0][2][a]["fold_metrics"]) == 1
+    assert calls[0][2]["mean"]["metrics"]["auc_macro"] != calls[1][2]["mean"]["metrics"]["auc_macro"]

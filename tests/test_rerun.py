@@ -62,7 +62,10 @@ def test_a_rerun_is_refused_for_an_unfinished_run_or_an_edited_space_file(tmp_pa
     space.write_text("# a space\n")
     run = make_run(tmp_path, y, groups, _trials(y, ["a"]), compare=None, name="r",
                    options={"space_arg": str(space), "space_sha256": runner.space_sha256(str(space))})
-    assert plan(run)["space"] == str(space)
+    assert plan(run)["space"] == str(space) and plan(run)["early_stop"] is False
+    stopping = make_run(tmp_path, y, groups, _trials(y, ["a"]), compare=None, name="r-es",
+                        options={"space_arg": str(space), "early_stop": True})
+    assert plan(stopping)["early_stop"] is True, "a rerun stops trials early as the original did"
     space.write_text("# edited\n")
     with pytest.raises(RerunError, match="myspace.py changed since run 'r'"):
         plan(run)

@@ -44,8 +44,12 @@ def make(run_dir, space=QUICK, n=16, start=True, **kw) -> SweepSearcher:
     return s
 
 
-def drive(s: SweepSearcher, conc: int, order_seed: int, prefix: str = "t") -> list[tuple[str, dict]]:
-    """Run ``s`` to the end like Tune: up to ``conc`` trials at once, a random one finishes next."""
+def drive(s: SweepSearcher, conc: int, order_seed: int, prefix: str = "t", folds: int = 0,
+          stop: set[str] = frozenset()) -> list[tuple[str, dict]]:
+    """Run ``s`` to the end like Tune: up to ``conc`` trials at once, a random one finishes next.
+    ``folds``: each trial first reports ``folds - 1`` intermediate results (a misleading running value,
+    10 + fold) as a frozen trial does; a trial whose config key is in ``stop`` ends on its first one
+    (a scheduler stopped it: Tune completes it with that last result)."""
     rng, running, issued, k, finished = random.Random(order_seed), {}, [], 0, False
     while True:
         while len(running) < conc and not finished:
@@ -61,7 +65,15 @@ def drive(s: SweepSearcher, conc: int, order_seed: int, prefix: str = "t") -> li
         if not running:
             return issued
         tid = rng.choice(sorted(running))
-        s.on_trial_complete(tid, {"f1_macro": objective(running.pop(tid))})
+        c = running.pop(tid)
+        for f in range(1, folds):
+            partial = {"f1_macro": 10.0 + f, "folds_done": f, "n_folds": folds}
+            if config_key(c) in stop:  # Tune passes the result a scheduler stops on to on_trial_complete only
+                s.on_trial_complete(tid, {**partial, "done": True})
+                break
+            s.on_trial_result(tid, partial)
+        else:
+            s.on_trial_complete(tid, {"f1_macro": objective(c), **({"folds_done": folds, "n_folds": folds} if folds else {})})
 
 
 def slots(run_dir) -> list[str]:
@@ -80,6 +92,63 @@ def test_same_proposals_at_any_concurrency_and_finish_order(tmp_path):
     assert len(first) == 16 and len(set(first)) == 16
     for k, v in runs.items():
         assert v == first, f"concurrency/order {k} proposed other configurations"
+
+
+def _study(run_dir):
+    import optuna
+
+    return optuna.load_study(study_name="study", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run_dir / "optuna.journal"))))
+
+
+def test_intermediate_results_reach_the_study_as_progress_and_never_as_answers(tmp_path):
+    """Per-fold results (running values far above any final one) go to the Optuna trial as
+    intermediate values; the proposals and the told values are those of a run without them."""
+    import optuna
+
+    (tmp_path / "plain").mkdir(), (tmp_path / "folds").mkdir()
+    drive(make(tmp_path / "plain"), 2, 1)
+    drive(make(tmp_path / "folds"), 2, 1, folds=5)
+    assert slots(tmp_path / "plain") == slots(tmp_path / "folds")
+    plain, folds = _study(tmp_path / "plain"), _study(tmp_path / "folds")
+    assert [t.value for t in plain.trials] == [t.value for t in folds.trials]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.value < 10 for t in folds.trials)
+    state = json.loads((tmp_path / "folds" / "search.json").read_text())
+    for x in state["slots"]:  # every evaluated configuration's trial shows its progress, steps 1..4
+        assert folds.trials[x["optuna_trial"]].intermediate_values == {f: 10.0 + f for f in range(1, 5)}
+    assert not any(plain.trials[x["optuna_trial"]].intermediate_values for x in state["slots"])
+
+
+def test_a_trial_stopped_early_is_pruned_not_answered(tmp_path):
+    """A trial a scheduler stopped completes with an intermediate result: its slot is 'stopped' and
+    its Optuna trial PRUNED (its partial value is no answer of that configuration), and a restore
+    reading the trial's files agrees."""
+    import optuna
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    first = drive(make(probe, SMALL, n=8), 1, 0)
+    victim = config_key(first[2][1])
+    run = tmp_path / "run"
+    run.mkdir()
+    drive(make(run, SMALL, n=8), 1, 0, folds=3, stop={victim})
+    state = json.loads((run / "search.json").read_text())
+    (slot,) = [x for x in state["slots"] if x["key"] == victim]
+    assert slot["state"] == ["stopped"] and slot["values"] == [None] and slot["told"]
+    study = _study(run)
+    t = study.trials[slot["optuna_trial"]]
+    assert t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values == {1: 11.0}
+    assert study.best_value < 10, "a pruned trial (Optuna keeps its last intermediate value) is never the best"
+    others = [x for x in state["slots"] if x["key"] != victim]
+    assert len(others) == 7 and all(x["state"] == ["done"] for x in others)
+    # a restore finds the stopped trial from result.json (last row: an intermediate marked done)
+    d = tmp_path / "trial_x"
+    d.mkdir()
+    (d / "result.json").write_text(json.dumps({"f1_macro": 0.9, "folds_done": 1, "n_folds": 3}) + "\n" +
+                                   json.dumps({"f1_macro": 0.4, "folds_done": 2, "n_folds": 3, "done": True}) + "\n")
+    assert search._trial_outcome(d, "f1_macro") == ("stopped", None)
+    (d / "result.json").write_text(json.dumps({"f1_macro": 0.4, "folds_done": 3, "n_folds": 3, "done": True}) + "\n")
+    assert search._trial_outcome(d, "f1_macro") == ("done", 0.4)
 
 
 def test_a_repeated_proposal_is_answered_not_run(tmp_path):

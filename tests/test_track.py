@@ -5,6 +5,7 @@ anything slow."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,11 +84,18 @@ def test_smoke_sweep_leaves_one_mlflow_run_per_trial_with_its_metrics_and_the_re
             for m in ("f1_macro", "auc_macro", "accuracy"):  # the trial's final metrics, per pooling arm
                 assert r.data.metrics[f"arm/{row.arm}/{m}"] == pytest.approx(row.metrics[m]), (row.arm, m)
         assert r.data.params["head"] == mine[0].config["head"] and r.data.params["sampling"] == mine[0].config["sampling"]
+        # per-fold progress: one point per fold (step = Tune's training_iteration), the last the final result
+        folds = sorted(client.get_metric_history(r.info.run_id, "folds_done"), key=lambda m: m.step)
+        assert [m.value for m in folds] == [1, 2, 3, 4, 5] and [m.step for m in folds] == [1, 2, 3, 4, 5]
+        f1 = sorted(client.get_metric_history(r.info.run_id, "f1_macro"), key=lambda m: m.step)
+        assert len(f1) == 5 and f1[-1].value == pytest.approx(max(row.metrics["f1_macro"] for row in mine))
     assert sweep[0].info.status == "FINISHED"
     arts = {a.path for a in client.list_artifacts(sweep[0].info.run_id, "report")}
     assert "report/report.md" in arts and {f"report/{p.name}" for p in report.parent.glob("*.png")} <= arts
-    # tensorboard: Tune's event files per trial, the report as a text summary
+    # tensorboard: Tune's event files per trial, one folds_done point per fold; the report as a text summary
     assert all(list(d.glob("events.out.tfevents*")) for d in trial_dirs)
+    for d in trial_dirs:
+        assert sorted(_scalars(d, "ray/tune/folds_done")) == [1, 2, 3, 4, 5]
     assert list((run_dir / "report_tb").glob("events.out.tfevents*"))
     assert json.loads((run_dir / "sweep.json").read_text())["options"]["track"] == [f"mlflow=file:{store}", "tensorboard"]
     assert json.loads((run_dir / "tracking.json").read_text())["mlflow"]["run_id"] == sweep[0].info.run_id
@@ -96,3 +104,21 @@ def test_smoke_sweep_leaves_one_mlflow_run_per_trial_with_its_metrics_and_the_re
     runs = client.search_runs([exp.experiment_id])
     assert sum(r.data.tags.get("sweeps.role") == "sweep" for r in runs) == 1 and len(runs) == 3
     assert "- Resumed: yes, 1 time(s)" in report.read_text()
+
+
+def _scalars(trial_dir: Path, tag: str) -> list[float]:
+    """The values of one scalar tag in a trial's TensorBoard event files (TFRecord framing: length u64,
+    its CRC u32, the Event proto, its CRC u32), read with tensorboardX's own protos."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = []
+    for f in trial_dir.glob("events.out.tfevents*"):
+        data, i = f.read_bytes(), 0
+        while i + 12 <= len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            out += [v.simple_value for v in event.summary.value if v.tag == tag]
+    return out

@@ -18,6 +18,7 @@ pooling), on the same folds: the paired design the report's comparison tables re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,10 +235,15 @@ def _features(config: dict, data: TrialData, specs: dict, folds, seed: int, y_fi
 
 
 def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
-             seed: int = 0) -> dict[str, dict]:
-    """Run the config (once per arm) over patient-grouped folds; returns {arm: {"proba", "metrics", "fold_metrics"}}."""
+             seed: int = 0, on_fold: Callable[[int, int, dict[str, dict]], None] | None = None) -> dict[str, dict]:
+    """Run the config (once per arm) over patient-grouped folds; returns {arm: {"proba", "metrics", "fold_metrics"}}.
+
+    ``on_fold(folds_done, n_folds, partial)``, if given, is called after each fold (every arm of it),
+    ``n_folds`` times: ``partial`` is {arm: {"metrics", "fold_metrics"}} over the samples scored so
+    far (out of fold), shaped for :func:`flatten`; after the last fold its metrics are the final ones.
+    It changes nothing in the results."""
     if data.Y is not None:
-        return evaluate_multi(config, data, arms=arms, n_folds=n_folds, seed=seed)
+        return evaluate_multi(config, data, arms=arms, n_folds=n_folds, seed=seed, on_fold=on_fold)
     seed = seed + int(config.get("__trial_index__", 0) or 0)  # repeats (Tune's Repeater) vary folds and inits
     n_classes = len(data.class_names)
     folds = grouped_folds(data.y, data.groups, n_folds, seed)
@@ -251,6 +257,7 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
 
     proba = {a: np.zeros((len(data.y), n_classes)) for a in specs}
     fold_metrics = {a: [] for a in specs}
+    last_arm = list(specs)[-1]
     attention = {}  # (arm, modality) -> (n, N) out-of-fold attention weights of learnable poolings
     missing = {}  # (arm, modality, fraction) -> (n, C) out-of-fold probabilities with the modality removed at test time
     for f, tr, te, arm, X, vectors, pres, fusion, poolers, bags in _features(
@@ -278,6 +285,10 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
                                  pres_m, **ctx)
                 out = missing.setdefault((arm, m, frac), np.zeros((len(data.y), n_classes)))
                 out[te] = predict_proba_full(model, Xm[te], n_classes)
+        if on_fold is not None and arm == last_arm:  # every arm of fold f done: the running out-of-fold metrics
+            scored = np.sort(np.concatenate([folds[k][1] for k in range(f + 1)]))
+            on_fold(f + 1, len(folds), {a: {"metrics": compute_metrics(data.y[scored], proba[a][scored], data.class_names),
+                                            "fold_metrics": list(fold_metrics[a])} for a in specs})
     return {a: {"proba": proba[a], "metrics": compute_metrics(data.y, proba[a], data.class_names),
                 "fold_metrics": fold_metrics[a], "attention": {m: w for (b, m), w in attention.items() if b == a},
                 "missing": {(m, frac): compute_metrics(data.y, pm, data.class_names)
@@ -286,14 +297,14 @@ def evaluate(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None
 
 
 def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] | None = None, n_folds: int = 5,
-                   seed: int = 0) -> dict[str, dict]:
+                   seed: int = 0, on_fold: Callable[[int, int, dict[str, dict]], None] | None = None) -> dict[str, dict]:
     """Several targets in one trial (RSNA's 25, CheXpert's 14): the same features, one head per target,
     each fitted on the fold's training samples labelled for that target (masked labels, -1, are left
     out of training and of scoring). Metrics per target (``target/<name>/<metric>``) and their mean
     over targets as the trial's ``accuracy``, ``f1_macro``, ``auc_macro``, ``balanced_accuracy``.
 
     ``proba`` is {target: (n, C_t)}, out of fold for every sample (a sample not labelled for a target
-    is still predicted for it, but never scored on it)."""
+    is still predicted for it, but never scored on it). ``on_fold`` as for :func:`evaluate`."""
     seed = seed + int(config.get("__trial_index__", 0) or 0)
     Y, names = data.Y, [t for t, _ in data.targets]
     folds = grouped_folds(Y[:, 0], data.groups, n_folds, seed)  # stratified on the first target (masked: own stratum)
@@ -302,6 +313,7 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
     specs = arm_specs(config, arms)
     classes = dict(data.targets)
     proba = {a: {t: np.full((len(Y), len(classes[t])), np.nan) for t in names} for a in specs}
+    last_arm = list(specs)[-1]
     for f, tr, te, arm, X, *_ in _features(config, data, specs, folds, seed, None, 0, lambda tr: None):
         for k, t in enumerate(names):
             n_c = len(classes[t])
@@ -315,29 +327,45 @@ def evaluate_multi(config: dict, data: TrialData, *, arms: dict[str, list[str]] 
             if getattr(sampling, "uses_class_weight", False) and w is None:
                 w = balanced_class_weight(y_t, n_c)[ytr]
             proba[arm][t][te] = predict_proba_full(fit_head(head, Xtr, ytr, w), X[te], n_c)
+        if on_fold is not None and arm == last_arm:  # every arm of fold f done: the running out-of-fold metrics
+            scored = np.sort(np.concatenate([folds[k][1] for k in range(f + 1)]))
+            partial = {}
+            for a in specs:
+                metrics, per_fold = _multi_metrics(Y[scored], {t: p[scored] for t, p in proba[a].items()}, names, classes,
+                                                   Y, proba[a], folds[:f + 1])
+                partial[a] = {"metrics": metrics, "fold_metrics": per_fold}
+            on_fold(f + 1, len(folds), partial)
     out = {}
     for a in specs:
-        metrics, per_fold = {}, []
-        for k, t in enumerate(names):
-            lab = Y[:, k] >= 0
-            for key, v in compute_metrics(Y[lab, k], proba[a][t][lab], classes[t]).items():
-                metrics[f"target/{t}/{key}"] = v
-            metrics[f"target/{t}/n"] = int(lab.sum())
-        for key in METRICS:
-            metrics[key] = float(np.nanmean([metrics[f"target/{t}/{key}"] for t in names]))
-        metrics.update(objective_metrics(names, classes, Y, proba[a]))  # e.g. the RSNA 2024 score (lumbar targets)
-        for tr, te in folds:
-            fm = {}
-            for key in METRICS:
-                vals = []
-                for k, t in enumerate(names):
-                    lab = te[Y[te, k] >= 0]
-                    if len(lab):
-                        vals.append(compute_metrics(Y[lab, k], proba[a][t][lab], classes[t])[key])
-                fm[key] = float(np.nanmean(vals)) if vals else float("nan")
-            per_fold.append(fm)
+        metrics, per_fold = _multi_metrics(Y, proba[a], names, classes, Y, proba[a], folds)
         out[a] = {"proba": proba[a], "metrics": metrics, "fold_metrics": per_fold, "attention": {}, "missing": {}}
     return out
+
+
+def _multi_metrics(Y: np.ndarray, proba: dict[str, np.ndarray], names: list[str], classes: dict, Y_all: np.ndarray,
+                   proba_all: dict[str, np.ndarray], folds) -> tuple[dict, list[dict]]:
+    """One arm's metrics over the rows of ``Y`` (n', T) and ``proba`` {target: (n', C_t)} (every sample,
+    or those scored so far), and per fold of ``folds`` (indices into ``Y_all`` / ``proba_all``)."""
+    metrics, per_fold = {}, []
+    for k, t in enumerate(names):
+        lab = Y[:, k] >= 0
+        for key, v in compute_metrics(Y[lab, k], proba[t][lab], classes[t]).items():
+            metrics[f"target/{t}/{key}"] = v
+        metrics[f"target/{t}/n"] = int(lab.sum())
+    for key in METRICS:
+        metrics[key] = float(np.nanmean([metrics[f"target/{t}/{key}"] for t in names]))
+    metrics.update(objective_metrics(names, classes, Y, proba))  # e.g. the RSNA 2024 score (lumbar targets)
+    for tr, te in folds:
+        fm = {}
+        for key in METRICS:
+            vals = []
+            for k, t in enumerate(names):
+                lab = te[Y_all[te, k] >= 0]
+                if len(lab):
+                    vals.append(compute_metrics(Y_all[lab, k], proba_all[t][lab], classes[t])[key])
+            fm[key] = float(np.nanmean(vals)) if vals else float("nan")
+        per_fold.append(fm)
+    return metrics, per_fold
 
 
 def _instance_context(fusion, data: TrialData, bags: dict, text_spec, absent: tuple | None = None) -> dict:

@@ -193,10 +193,11 @@ def find_completed(config: Mapping[str, Any], run_dir: str | Path, trial_id: str
 
 
 def report_record(config: Mapping[str, Any], metrics: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                  extra: Mapping[str, float] | None = None) -> None:
+                  extra: Mapping[str, Any] | None = None) -> None:
     """Report ``metrics`` to Tune with the trial's record as the checkpoint (the report reads the
-    record, not Tune's optional loggers). ``extra`` (e.g. ``{COMPUTE_KEY: seconds}``) joins Tune's
-    result only, not the record: timings differ from run to run, the record's metrics do not."""
+    record, not Tune's optional loggers). ``extra`` (``folds_done``/``n_folds`` of
+    :mod:`trainables.progress`, ``{COMPUTE_KEY: seconds}``) joins Tune's result beside the metrics,
+    not the record: timings differ from run to run, the record's metrics do not."""
     from ray import tune
 
     with tempfile.TemporaryDirectory() as d:

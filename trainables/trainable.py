@@ -15,6 +15,7 @@ import pandas as pd
 from . import cache
 from .handle import DataHandle
 from .pipeline import TrialData, build_bags, evaluate, flatten
+from .progress import fold_result
 from .record import COMPUTE_KEY, find_completed, report_record, result_arrays
 
 
@@ -89,19 +90,28 @@ def trial_data(handle: DataHandle, encoder: str | None, preprocessing: str) -> T
 
 
 def sweep_trial(config: dict, handle: DataHandle) -> None:
+    """The Ray Tune function trainable of frozen sweeps: after each fold but the last, an intermediate
+    result (the running out-of-fold metrics, ``folds_done`` < ``n_folds``, no checkpoint:
+    :mod:`trainables.progress`); then the final one, ``folds_done == n_folds``, with the trial's record.
+    A record already on disk (a resumed trial) is reported again, once, as the final result."""
     import torch
     from ray import tune
 
     done = find_completed(config, handle.run_dir)
     if done is not None:
-        tune.report(done.metrics)
+        tune.report(fold_result(done.metrics, handle.folds, handle.folds))
         return
 
     cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     torch.set_num_threads(max(1, cpus))
     data = trial_data(handle, config.get("encoder"), config.get("preprocessing", "grayscale_norm"))
+
+    def on_fold(folds_done: int, n_folds: int, partial: dict) -> None:
+        if folds_done < n_folds:  # the last fold's running metrics are the final ones: the record reports them
+            tune.report(fold_result(flatten(partial, handle.metric, handle.mode), folds_done, n_folds))
+
     t0 = time.perf_counter()
-    results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)
+    results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed, on_fold=on_fold)
     compute_s = time.perf_counter() - t0  # the trial's compute: inside evaluate, not Tune's or the actor's overhead
     report_record(config, flatten(results, handle.metric, handle.mode), result_arrays(results),
-                  extra={COMPUTE_KEY: compute_s})
+                  extra={**fold_result({}, handle.folds, handle.folds), COMPUTE_KEY: compute_s})

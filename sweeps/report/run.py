@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.progress import EPOCH_ATTR, FOLDS_ATTR, N_FOLDS, is_intermediate
 from trainables.record import latest_record
 
 from .stats import patient_bootstrap
@@ -58,7 +59,9 @@ class ReportOptions:
 # -- reading a run's files: the only code that opens them ------------------------------------------
 def read_run(run_dir: Path):
     """``(meta, targets, rows, failed, unfinished)`` of a run folder: sweep.json (with trials stopped
-    early by ASHA added under ``stopped_early``), targets.npz's arrays, one Row per finished trial and
+    early by ASHA added under ``stopped_early``: ``{"trial", "signal", "epochs"}`` after per-epoch
+    reports, ``{"trial", "signal", "folds", "n_folds"}`` after per-fold ones; such a trial has no record,
+    so it is in no table or test), targets.npz's arrays, one Row per finished trial and
     pooling arm (its last checkpoint), failed trials as (trial, params, error text) and unfinished ones
     as (trial, params)."""
     meta = json.loads((run_dir / "sweep.json").read_text())
@@ -76,9 +79,11 @@ def read_run(run_dir: Path):
             continue
         if rec is None:
             last = _last_result(d)
-            if last.get("done") and "epochs_done" in last:  # stopped by ASHA after a per-epoch report: not a crash
+            if last.get("done") and is_intermediate(last):  # stopped by ASHA after a per-epoch/fold report: not a crash
                 meta.setdefault("stopped_early", []).append(
-                    {"trial": trial, "epochs": last["epochs_done"], "signal": last.get(meta["metric"])})
+                    {"trial": trial, "signal": last.get(meta["metric"]),
+                     **({"epochs": last[EPOCH_ATTR]} if EPOCH_ATTR in last
+                        else {"folds": last[FOLDS_ATTR], "n_folds": last[N_FOLDS]})})
             else:
                 unfinished.append((trial, params))
             continue

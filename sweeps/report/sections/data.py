@@ -100,6 +100,12 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
         n_seeds = sorted({len(g) for g in seeds.values()})
         L.append(f"- Repeated seeds: configurations ran {'/'.join(map(str, n_seeds))} times, repeat r using seed "
                  f"{meta['seed']} + r for its folds and models; \"mean ± SD (n)\" is over those seeds (SD with n − 1).")
+    if meta.get("options", {}).get("early_stop") and meta.get("trainable") != "finetune":
+        n_stop = len(meta.get("stopped_early", []))
+        L.append(f"- Early stopping (--early-stop): ASHA on each trial's running out-of-fold {meta['metric']} after "
+                 f"1, 2, 4 ... of its {meta['folds']} folds stopped {n_stop} trial(s) that fell behind; they are listed "
+                 "under Failed trials, apart from every table and test here. Which trials stop depends on the order "
+                 "trials reach a rung, so above concurrency 1 the run is not reproducible trial for trial.")
     srch = meta.get("search")
     if srch:
         slots = len(srch["slots"])
@@ -112,7 +118,9 @@ def section(view: RunView, options: ReportOptions) -> list[str]:
         L.append(f"- Search: {what}; {rep} proposal(s) repeated an evaluated configuration and were answered from its "
                  f"result, not rerun; each configuration counts once"
                  + (f"; resumed {len(srch['resumes'])} time(s)" if srch.get("resumes") else "") + ".")
-    L.append(f"- Trials: {len({r.trial for r in rows})} finished, {len(view.failed)} failed, {len(view.unfinished)} unfinished. "
+    stopped = len(meta.get("stopped_early", []))
+    L.append(f"- Trials: {len({r.trial for r in rows})} finished, {len(view.failed)} failed, "
+             + (f"{stopped} stopped early, " if stopped else "") + f"{len(view.unfinished)} unfinished. "
              f"Versions: " + ", ".join(f"{pkg} {ver}" for pkg, ver in meta["versions"].items()) + ".")
     L.append("")
     return L
