@@ -151,14 +151,18 @@ def _follow(client, job: str, out) -> int:
     presses = 0
 
     async def tail():
+        written = 0
         try:
             async for lines in client.tail_job_logs(job):
                 out.write(lines)
                 out.flush()
-        except RuntimeError as exc:  # the log stream broke off: wait for the end, then print the rest
-            print(f"(the job's log stream broke off: {exc}; waiting for the job to end)", file=sys.stderr)
+                written += len(lines)
+        except Exception as exc:  # noqa: BLE001 - the log stream broke off (Ray: RuntimeError; aiohttp errors)
+            print(f"(the job's log stream broke off: {exc}; the rest comes when the job ends)", file=sys.stderr)
             while not client.get_job_status(job).is_terminal():
                 await asyncio.sleep(1)
+            out.write(client.get_job_logs(job)[written:])
+            out.flush()
 
     async def main():
         nonlocal presses
