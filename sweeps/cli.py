@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if getattr(a, "dashboard", False):  # the same command, minus --dashboard, as a Ray job (sweeps.jobs)
-            from .jobs import run_as_job, precheck
+            from .jobs import precheck, run_as_job
 
             precheck(a)
             return run_as_job(a.argv[3:], label=f"{a.command} {getattr(a, 'space', None) or getattr(a, 'run', '')}",

@@ -3,11 +3,11 @@ Ray's dashboard shows its log on the job's page.
 
 Without ``--address`` a local Ray instance is started here (every listener on loopback, the dashboard
 on ``--dashboard-host``, as ``sweeps.runner.start_ray`` starts one) and stopped when the command
-ends; with ``--address`` the job goes to that cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``
-or its dashboard's ``http://HOST:PORT``). The job's entrypoint is the same command minus
+ends; with ``--address`` the job goes to that cluster (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``;
+the dashboard's URL is found from it). The job's entrypoint is the same command minus
 ``--dashboard`` (``python -m sweeps run ...`` with this interpreter, in this folder: the package must
 be importable where the job runs, as it is on this machine); ``sweeps.runner.start_ray`` in the job
-joins the job's cluster. Its log is streamed to this terminal and the command exits with the
+joins the cluster it was submitted to. Its log is streamed to this terminal and the command exits with the
 driver's exit status (0, 2 for bad input, 130 when interrupted). Ctrl-C asks Ray to stop the job
 with SIGINT, which the driver takes as its own Ctrl-C (Tune saves its state, the partial report is
 written, ``resume`` continues the run); a second Ctrl-C leaves at once.
@@ -21,6 +21,8 @@ import shlex
 import sys
 import time
 
+from .runner import JOB_ADDRESS_ENV  # the cluster the job's driver joins (runner.start_ray)
+
 FLAG = "--dashboard"
 # what the driver needs from this shell besides its arguments (the job's workers get them too)
 FORWARD_PREFIXES = ("SWEEPS_", "HF_", "TUNE_", "RAY_AIR_", "TRANSFORMERS_")
@@ -28,26 +30,12 @@ FORWARD_NAMES = ("PYTHONPATH",)
 # Ray stops a job with this signal, then SIGKILL after the wait: SIGINT is the driver's Ctrl-C,
 # and the wait leaves time to save Tune's state and write the partial report
 STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "120"}
-def driver_args(args: list[str], address: str | None) -> list[str]:
+
+
+def driver_args(args: list[str]) -> list[str]:
     """The job's ``python -m sweeps`` arguments: ``args`` (as typed after ``python -m sweeps``) minus
-    ``--dashboard``, and minus an ``--address`` that names a dashboard URL (``http(s)://``): the
-    driver joins the job's cluster by itself, and only a cluster address is worth recording for
-    ``resume``."""
-    out, skip = [], False
-    for k, tok in enumerate(args):
-        if skip:
-            skip = False
-            continue
-        if tok == FLAG:
-            continue
-        if address and address.startswith(("http://", "https://")):
-            if tok == "--address":
-                skip = True
-                continue
-            if tok.startswith("--address="):
-                continue
-        out.append(tok)
-    return out
+    ``--dashboard``."""
+    return [tok for tok in args if tok != FLAG]
 
 
 def entrypoint(args: list[str], cwd: str | None = None, python: str | None = None) -> str:
@@ -59,7 +47,8 @@ def entrypoint(args: list[str], cwd: str | None = None, python: str | None = Non
 def forwarded_env(environ: dict | None = None) -> dict[str, str]:
     """The variables the job gets from this shell (``FORWARD_*``) plus Ray's stop settings."""
     environ = os.environ if environ is None else environ
-    env = {k: v for k, v in environ.items() if k in FORWARD_NAMES or k.startswith(FORWARD_PREFIXES)}
+    env = {k: v for k, v in environ.items()
+           if (k in FORWARD_NAMES or k.startswith(FORWARD_PREFIXES)) and k != JOB_ADDRESS_ENV}
     return {**env, **STOP_ENV}
 
 
@@ -81,25 +70,35 @@ def precheck(a) -> None:
         load_space(a.space)
     elif a.command == "resume" and not (runs_root() / a.run / "sweep.json").exists():
         raise FileNotFoundError(no_run_message(a.run))
-    if a.address and not a.address.startswith(("http://", "https://")):
+    if a.address and a.address.startswith(("http://", "https://")):
+        from .runner import ResourceError
+
+        raise ResourceError(f"--address {a.address}: with --dashboard give the cluster's address (HOST:PORT of its "
+                            "head, auto, or ray://HOST:10001), not its dashboard's URL: the sweep's driver joins that "
+                            "cluster, and a resumed run joins it again")
+    if a.address:
         check_address(a.address)
 
 
 def _client(address: str | None, dashboard_host: str):
-    """``(JobSubmissionClient, started)``: for ``address``, or for a local Ray instance started here
-    (``started`` True: the caller stops it)."""
+    """``(JobSubmissionClient, started, cluster address)`` for ``address``, or for a local Ray instance
+    started here (``started`` True: the caller stops it). The cluster address (GCS ``HOST:PORT``; None
+    for ``auto`` and ``ray://``, which the driver resolves itself from its ``--address``) is handed to
+    the job's driver (``JOB_ADDRESS_ENV``): Ray's own pick for a job's driver, when several Ray
+    instances run on one machine, may be another one."""
     from ray.job_submission import JobSubmissionClient
 
     if address:
-        return JobSubmissionClient(address), False
+        return JobSubmissionClient(address), False, None if address == "auto" or "://" in address else address
     import ray
 
     from .runner import start_ray
 
     ctx = start_ray(None, dashboard_host, None)
+    gcs = ray.get_runtime_context().gcs_address
     if ctx is None:  # this process already runs Ray: submit there
-        return JobSubmissionClient(ray.get_runtime_context().gcs_address), False
-    return JobSubmissionClient(f"http://{ctx.dashboard_url}"), True
+        return JobSubmissionClient(gcs), False, gcs
+    return JobSubmissionClient(f"http://{ctx.dashboard_url}"), True, gcs
 
 
 def run_as_job(args: list[str], *, label: str = "sweep", address: str | None = None,
@@ -111,11 +110,12 @@ def run_as_job(args: list[str], *, label: str = "sweep", address: str | None = N
 
     logging.getLogger("ray.dashboard").setLevel(logging.WARNING)  # not Ray's "WebSocket closed" chatter
     out = out or sys.stdout
-    client, started = None, False
+    started = False
     try:
-        client, started = _client(address, dashboard_host)
-        job = _submit(client, entrypoint=entrypoint(driver_args(args, address)), submission_id=submission_id(label),
-                      runtime_env={"env_vars": forwarded_env()})
+        client, started, cluster = _client(address, dashboard_host)
+        env = {**forwarded_env(), **({JOB_ADDRESS_ENV: cluster} if cluster else {})}
+        job = _submit(client, entrypoint=entrypoint(driver_args(args)), submission_id=submission_id(label),
+                      runtime_env={"env_vars": env})
         print(f"Ray job {job}: its log is on the dashboard at {client.get_address()}/#/jobs/{job}", file=sys.stderr,
               flush=True)
         presses = _follow(client, job, out)

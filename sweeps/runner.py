@@ -421,6 +421,9 @@ def cohort_summary(cohort, targets: list[str]) -> dict:
     }
 
 
+JOB_ADDRESS_ENV = "SWEEPS_JOB_RAY_ADDRESS"  # set by `--dashboard` (sweeps.jobs): the cluster its job was submitted to
+
+
 def in_ray_job() -> bool:
     """Whether this process is the driver (entrypoint) of a submitted Ray job (``run --dashboard``,
     ``sweeps.jobs``): Ray sets this variable in a job's driver only, not in its tasks and actors."""
@@ -449,8 +452,8 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
     if ray.is_initialized():
         return None
     kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    if in_ray_job():  # the driver of a Ray job (`run --dashboard`): the cluster the job runs on (RAY_ADDRESS)
-        kwargs["address"] = None
+    if in_ray_job():  # the driver of a Ray job (`run --dashboard`): the cluster it was submitted to
+        kwargs["address"] = os.environ.get(JOB_ADDRESS_ENV) or address  # None: Ray's RAY_ADDRESS
         ctx = ray.init(**kwargs)
     elif not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)

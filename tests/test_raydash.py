@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.jobs import driver_args, entrypoint, forwarded_env, submission_id
+from sweeps.runner import JOB_ADDRESS_ENV
 from trainables.named import CLASS_NAME, config_summary, named_trainable, trial_label
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,15 +41,13 @@ def _get(url: str):
 
 def test_the_job_runs_the_same_command_minus_the_flag():
     args = ["run", "quickstart", "--smoke", "--dashboard", "--name", "x y", "--address", "auto"]
-    assert driver_args(args, "auto") == ["run", "quickstart", "--smoke", "--name", "x y", "--address", "auto"]
-    # a dashboard URL is where to submit, not a cluster address for the driver (nor for `resume`)
-    assert driver_args(["run", "q", "--dashboard", "--address", "http://127.0.0.1:8265"], "http://127.0.0.1:8265") == ["run", "q"]
-    assert driver_args(["resume", "r", "--address=https://h:1", "--dashboard"], "https://h:1") == ["resume", "r"]
+    assert driver_args(args) == ["run", "quickstart", "--smoke", "--name", "x y", "--address", "auto"]
     cmd = entrypoint(["run", "quickstart", "--name", "x y"], cwd="/a b", python="/py")
     assert cmd == "cd '/a b' && exec /py -m sweeps run quickstart --name 'x y'"
-    env = forwarded_env({"SWEEPS_HOME": "/h", "HF_HUB_OFFLINE": "1", "PYTHONPATH": "/p", "HOME": "/root", "SECRET": "s"})
+    env = forwarded_env({"SWEEPS_HOME": "/h", "HF_HUB_OFFLINE": "1", "PYTHONPATH": "/p", "HOME": "/root", "SECRET": "s",
+                         JOB_ADDRESS_ENV: "10.0.0.1:6379"})
     assert env["SWEEPS_HOME"] == "/h" and env["HF_HUB_OFFLINE"] == "1" and env["PYTHONPATH"] == "/p"
-    assert "HOME" not in env and "SECRET" not in env
+    assert "HOME" not in env and "SECRET" not in env and JOB_ADDRESS_ENV not in env  # set per job, never inherited
     assert env["RAY_JOB_STOP_SIGNAL"] == "SIGINT"  # Ray stops the job with the driver's own Ctrl-C
     assert re.fullmatch(r"sweeps-run-my_space-\d{8}-\d{6}", submission_id("run /x/my_space.py"))
 
@@ -68,35 +67,40 @@ def test_trial_actor_class_is_named_and_tune_still_sees_the_function():
     assert len(long) == 160 and long.endswith("…")
 
 
-def test_dashboard_flag_refuses_an_unknown_space_before_ray_starts(capsys):
+def test_dashboard_flag_refuses_bad_input_before_ray_starts(capsys):
     from sweeps.cli import main
 
-    t0 = time.time()
-    assert main(["run", "no_such_space_here", "--dashboard"]) == 2
-    assert "no_such_space_here" in capsys.readouterr().err and time.time() - t0 < 30
+    for argv, says in ((["run", "no_such_space_here"], "no_such_space_here"),
+                       (["resume", "no_such_run_here"], "no_such_run_here"),
+                       # a dashboard URL is where jobs go, not a cluster the driver (or a resumed run) can join
+                       (["run", "quickstart", "--address", "http://127.0.0.1:8265"], "not its dashboard's URL")):
+        assert main([*argv, "--dashboard"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Ray job" not in err  # refused before any job was submitted
 
 
 # --- one real Ray with its dashboard -----------------------------------------------------------------
 
-HOLD = ("import sys; from sweeps.runner import start_ray; start_ray(None, '127.0.0.1', 2); "
-        "sys.stdin.read(); import ray; ray.shutdown()")
+HOLD = ("import sys, ray; from sweeps.runner import start_ray; start_ray(None, '127.0.0.1', 2); "
+        "print('GCS', ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read(); ray.shutdown()")
 
 
 @pytest.fixture(scope="module")
 def dashboard(sweeps_home):
     """A local Ray (2 CPUs, every listener on loopback) with its dashboard, held by a subprocess
-    until the module ends; yields the dashboard's URL."""
+    until the module ends; yields ``(dashboard URL, cluster address)``."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=_env(), cwd=REPO, start_new_session=True)
     try:
-        url = None
-        for line in proc.stdout:  # start_ray prints the dashboard's address
+        url = gcs = None
+        for line in proc.stdout:  # start_ray prints the dashboard's address, the holder the cluster's
             m = re.search(r"Ray dashboard: (http://\S+)", line)
-            if m:
-                url = m.group(1)
+            url = m.group(1) if m else url
+            if line.startswith("GCS "):
+                gcs = line.split()[1]
                 break
-        assert url and url.startswith("http://127.0.0.1:"), "the Ray holder did not start"
-        yield url
+        assert url and url.startswith("http://127.0.0.1:") and gcs, "the Ray holder did not start"
+        yield url, gcs
     finally:
         proc.stdin.close()  # the holder shuts its Ray down
         try:
@@ -105,23 +109,24 @@ def dashboard(sweeps_home):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_smoke_sweep_as_a_ray_job_is_on_the_dashboard_with_named_trial_actors(dashboard, sweeps_home, capsys, tmp_path):
-    from sweeps.cli import main
+def test_smoke_sweep_as_a_ray_job_is_on_the_dashboard_with_named_trial_actors(dashboard, sweeps_home, tmp_path):
     from sweeps.runner import runs_root
 
+    dashboard, cluster = dashboard
     name = "raydash-smoke"
-    assert main(["run", "quickstart", "--smoke", "--dashboard", "--address", dashboard, "--name", name,
-                 "--no-progress"]) == 0
-    streamed = capsys.readouterr()
-    assert f"sweep {name}: 2 trials" in streamed.out and "Report:" in streamed.out  # the driver's log, here
-    assert "SUCCEEDED" in streamed.err
+    streamed = subprocess.run([sys.executable, "-m", "sweeps", "run", "quickstart", "--smoke", "--dashboard",
+                               "--address", cluster, "--name", name, "--no-progress"], capture_output=True, text=True,
+                              env=_env(), cwd=REPO, timeout=900)
+    assert streamed.returncode == 0, streamed.stdout[-3000:] + streamed.stderr[-3000:]
+    assert f"sweep {name}: 2 trials" in streamed.stdout and "Report:" in streamed.stdout  # the driver's log, here
+    assert "SUCCEEDED" in streamed.stderr
 
     # the job's page: the job, its status and the driver's log, through the dashboard's HTTP API
     jobs = [j for j in _get(f"{dashboard}/api/jobs/") if f"--name {name}" in (j.get("entrypoint") or "")]
     assert len(jobs) == 1, jobs
     job = jobs[0]
     assert job["type"] == "SUBMISSION" and job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
-    assert "--dashboard" not in job["entrypoint"] and "--address" not in job["entrypoint"]
+    assert "--dashboard" not in job["entrypoint"] and job["job_id"]  # the driver joined this cluster
     logs = _get(f"{dashboard}/api/jobs/{job['submission_id']}/logs")["logs"]
     assert f"sweep {name}: 2 trials" in logs and "Report:" in logs
 
