@@ -89,7 +89,15 @@ def _client(address: str | None, dashboard_host: str):
     from ray.job_submission import JobSubmissionClient
 
     if address:
-        return JobSubmissionClient(address), False, None if address == "auto" or "://" in address else address
+        from contextlib import nullcontext
+
+        from .runner import loopback_node
+
+        host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+        # Ray turns a loopback address into this machine's routable IP, where a loopback-bound cluster is not
+        with loopback_node() if host in ("127.0.0.1", "localhost", "::1") else nullcontext():
+            client = JobSubmissionClient(address)
+        return client, False, None if address == "auto" or "://" in address else address
     import ray
 
     from .runner import start_ray

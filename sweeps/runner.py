@@ -491,6 +491,9 @@ class _loopback_node:
             os.environ[LOOPBACK_ENV] = self.env
 
 
+loopback_node = _loopback_node  # public, for sweeps.jobs: a client of a loopback-bound cluster needs it too
+
+
 class _any_agent_port:
     """While Ray starts: its dashboard agent's HTTP port is any free one (0), not the fixed 52365 that
     ``ray.init`` cannot change: with a second Ray instance on the machine that port is taken, and
