@@ -250,6 +250,9 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     ray.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
     ray.add_argument("--dashboard-host", default="127.0.0.1", help="interface the Ray dashboard listens on")
     ray.add_argument("--no-progress", action="store_true")
+    ray.add_argument("--dashboard", action="store_true",
+                     help="run the driver as a Ray job (its log on the dashboard's job page), on a local Ray started and "
+                          "stopped here or on --address; streams the log, exits with the driver's status")
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", help="the cohort's folder (or manifest file) on this machine")
     data.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -329,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     from .spec import SpecError
 
     try:
+        if getattr(a, "dashboard", False):  # the same command, minus --dashboard, as a Ray job (sweeps.jobs)
+            from .jobs import precheck, run_as_job
+
+            precheck(a)
+            return run_as_job(a.argv[3:], label=f"{a.command} {getattr(a, 'space', None) or getattr(a, 'run', '')}",
+                              address=a.address, dashboard_host=a.dashboard_host)
         return a.fn(a)
     except (SpecError, ResourceError, UnknownComponentError, ComponentArgumentError, CohortError, FileNotFoundError,
             FileExistsError, DiskFullError) as exc:

@@ -421,6 +421,15 @@ def cohort_summary(cohort, targets: list[str]) -> dict:
     }
 
 
+JOB_ADDRESS_ENV = "SWEEPS_JOB_RAY_ADDRESS"  # set by `--dashboard` (sweeps.jobs): the cluster its job was submitted to
+
+
+def in_ray_job() -> bool:
+    """Whether this process is the driver (entrypoint) of a submitted Ray job (``run --dashboard``,
+    ``sweeps.jobs``): Ray sets this variable in a job's driver only, not in its tasks and actors."""
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node take 127.0.0.1 as its address
 
 
@@ -433,7 +442,8 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
     disabled (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's default on macOS/Windows). A local run
     sets that switch while Ray starts (its processes inherit it), then puts it back; the dashboard
     listens on ``dashboard_host`` (127.0.0.1 unless asked). A local run never joins a cluster found on
-    the machine (``ray start``'s address file, ``RAY_ADDRESS``): ``--address auto`` asks for that. Token auth stays disabled locally: nothing
+    the machine (``ray start``'s address file, ``RAY_ADDRESS``): ``--address auto`` asks for that; the
+    driver of a submitted Ray job (``sweeps.jobs``) joins the job's cluster. Token auth stays disabled locally: nothing
     listens beyond this machine. Joining a cluster with ``address`` is the user's network choice
     (the README says what to secure there)."""
     import ray
@@ -442,9 +452,12 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
     if ray.is_initialized():
         return None
     kwargs = dict(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    if not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
+    if in_ray_job():  # the driver of a Ray job (`run --dashboard`): the cluster it was submitted to
+        kwargs["address"] = os.environ.get(JOB_ADDRESS_ENV) or address  # None: Ray's RAY_ADDRESS
+        ctx = ray.init(**kwargs)
+    elif not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-        with _loopback_node():
+        with _loopback_node(), _any_agent_port():
             ctx = ray.init(**kwargs)
         ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
         if ip and ip != "127.0.0.1":
@@ -476,6 +489,32 @@ class _loopback_node:
             os.environ.pop(LOOPBACK_ENV, None)
         else:
             os.environ[LOOPBACK_ENV] = self.env
+
+
+loopback_node = _loopback_node  # public, for sweeps.jobs: a client of a loopback-bound cluster needs it too
+
+
+class _any_agent_port:
+    """While Ray starts: its dashboard agent's HTTP port is any free one (0), not the fixed 52365 that
+    ``ray.init`` cannot change: with a second Ray instance on the machine that port is taken, and
+    the agent (which Ray's job API submits through, ``run --dashboard``) would never come up."""
+
+    NAME = "dashboard_agent_listen_port"
+
+    def __enter__(self):
+        from ray._private.parameter import RayParams
+
+        f = RayParams.__init__
+        names = f.__code__.co_varnames[:f.__code__.co_argcount]
+        self.defaults = f.__defaults__
+        k = names.index(self.NAME) - (len(names) - len(f.__defaults__)) if self.NAME in names else -1
+        if 0 <= k < len(f.__defaults__):  # else another Ray version: left as it is
+            f.__defaults__ = (*f.__defaults__[:k], 0, *f.__defaults__[k + 1:])
+
+    def __exit__(self, *exc):
+        from ray._private.parameter import RayParams
+
+        RayParams.__init__.__defaults__ = self.defaults
 
 
 def run(space: str, *, num_samples: int | None = None, concurrency: int | None = None, cpus_per_trial: float = 1,
@@ -597,6 +636,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     from ray import tune
 
     from trainables.finetune import finetune_trial
+    from trainables.named import named_trainable
     from trainables.trainable import sweep_trial
 
     handle.run_dir = str(run_dir)
@@ -607,9 +647,9 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
     concurrency = options["concurrency"] or max(1, int(cpus // options["cpus_per_trial"]))
     if options["gpus_per_trial"]:
         concurrency = min(concurrency, int(cluster_gpus / options["gpus_per_trial"] + 1e-9))
-    trainable = tune.with_resources(
-        tune.with_parameters(finetune_trial if spec.trainable == "finetune" else sweep_trial, handle=handle),
-        {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]},
+    trainable = named_trainable(  # actors named SweepTrial(<trial id>: <config>) in Ray's dashboard
+        finetune_trial if spec.trainable == "finetune" else sweep_trial,
+        {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]}, handle=handle,
     )
     remaining = None  # set when a resume finds Tune's state unreadable: a fresh Tuner here runs the rest
     if restore and not tune_state_readable(run_dir):
