@@ -8,8 +8,11 @@ in, ``(N - len(quarantine), D)`` float32 out in row order, unreadable slices rec
 Pipeline (one Ray Data dataset over the instance rows)::
 
     rows (row, path, frame)
-      -> map_batches(read_and_preprocess)   CPU tasks, one per block: (B, 3, S, S) float32 + ok + reason
-      -> map_batches(EncoderActor)          actor pool, each holding the model once (GPU fraction)
+      -> map_batches(_read_batch)           CPU tasks, one per block of <= 256 rows, as many at a time as the
+                                            actors leave CPUs: read, per-slice steps, resize (Preprocessor.resize)
+                                            -> (B, 1, S, S) float32 + ok + reason (one grey channel crosses the store)
+      -> map_batches(EncoderActor)          actor pool, each holding the model once (GPU fraction, or every CPU
+                                            of its node as torch threads): Preprocessor.finish, then the model
       -> (row, embedding, ok, reason)       gathered on the driver and put back in row order
 
 Nothing identifying travels: rows carry a file path and frame number only (the same values the
@@ -101,11 +104,14 @@ class EncoderActor:
 def worth_it(n_instances: int) -> tuple[bool, str]:
     """Whether the Ray Data path should run, and why.
 
-    Measured (``benchmarks/bench_gpu.py`` on an H200 with 16 cores, resnet50 at 224 px, 15.7k slices;
-    ``benchmarks/bench_scale.py`` on 2 cores): on one node the in-process stage is faster (Ray Data at
-    0.44-0.61 of its images/s): every preprocessed batch crosses the object store and each read worker
-    starts its own torch. So on one node the in-process path runs; Ray Data runs where reading must
-    spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it anywhere.
+    Measured (``benchmarks/bench_scale.py --only embed``, ``embed_parity``; README "Measured figures"):
+    before this stage's fixes Ray Data ran at 0.32 of the in-process images/s on 2 cores (its actor's
+    torch pinned to one thread) and 0.44-0.61 on an H200 box with 16 cores (every preprocessed 224-px
+    batch, three channels, crossed the object store; not re-measured since). After them, on 2 cores
+    shared with other jobs (load average 23-40), 1.27 over the whole quickstart cohort and 0.37 / 1.15
+    over 4,000 slices: no clear win on one node, and every run pays its encoder actor's start-up (a
+    fresh process importing torch and timm, seconds). So on one node the in-process path runs; Ray Data
+    runs where reading must spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it anywhere.
     """
     import ray
 
@@ -115,8 +121,8 @@ def worth_it(n_instances: int) -> tuple[bool, str]:
     if nodes > 1:
         return True, f"{nodes} nodes: reading spreads over the cluster"
     res = ray.cluster_resources()
-    return False, (f"one node ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs): the in-process reader is "
-                   "faster there (measured)")
+    return False, (f"one node ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs): Ray Data measured no clear "
+                   "gain there and starts an encoder process")
 
 
 def actor_resources() -> tuple[int, float]:
