@@ -110,7 +110,7 @@ def worth_it(n_instances: int) -> tuple[bool, str]:
     batch, three channels, crossed the object store; not re-measured since). After them, over the whole
     quickstart cohort on 2 cores, 0.69 in the least loaded run (load average 3-8) and 0.76 / 1.27 at load
     13-40 from other jobs: every run pays its encoder actor's start-up (a fresh process importing torch
-    and timm, seconds) and Ray's own processes share the cores. So on one node the in-process path runs;
+    and timm, seconds), and its steady state was slower too (not yet explained). So on one node the in-process path runs;
     Ray Data runs where reading must spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it
     anywhere.
     """
