@@ -16,7 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_cohort, ray_session, tmp_path):
+@pytest.mark.parametrize("size", [64, 96])  # 96: the 64-px slices are resized in the read tasks, finished in the actor
+def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_cohort, ray_session, tmp_path, size):
     from trainables.embed import run_encoder
     from trainables.embed_ray import run_encoder_ray
 
@@ -26,12 +27,42 @@ def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_coh
     inst = pd.concat([inst.iloc[:70], pd.DataFrame([{**inst.iloc[0].to_dict(), "path": str(bad), "frame": 0}]),
                       inst.iloc[70:]], ignore_index=True)
     q_local, q_ray = {}, {}
-    local = run_encoder(inst, "resnet18", "grayscale_norm", input_size=64, progress=False, quarantine=q_local)
-    on_ray = run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=64, progress=False, quarantine=q_ray,
+    local = run_encoder(inst, "resnet18", "grayscale_norm", input_size=size, progress=False, quarantine=q_local)
+    on_ray = run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=size, progress=False, quarantine=q_ray,
                              read_parallelism=3)
     assert q_local == q_ray and list(q_ray) == [70]
     assert local.shape == on_ray.shape == (150, 512)
     np.testing.assert_allclose(on_ray, local, rtol=0, atol=1e-5)
+
+
+def test_the_encoder_actor_uses_every_cpu_of_its_node_as_the_in_process_model_does(ray_session):
+    """Ray pins OMP_NUM_THREADS to an actor's 1 CPU; a 1-thread model ran the stage at a third of the
+    in-process rate on 2 cores."""
+    import ray
+
+    from trainables.embed_ray import EncoderActor
+
+    actor = ray.remote(num_cpus=1)(EncoderActor).remote("resnet18", "grayscale_norm", 64, None)
+
+    def threads(_self):
+        import torch
+
+        return torch.get_num_threads()
+
+    assert ray.get(actor.__ray_call__.remote(threads)) == 2  # the session's 2 CPUs
+    ray.kill(actor)
+
+
+def test_preprocessing_split_across_processes_is_the_batch_bit_for_bit():
+    from trainables.encoders import Preprocessor, input_config
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.random((64, 64), dtype=np.float32), rng.random((80, 70), dtype=np.float32)]
+    for size in (64, 96):
+        pre = Preprocessor("grayscale_norm+imagenet_norm", input_config("resnet18", size))
+        x = pre.resize(pre.slices(imgs))  # what the read tasks send: (B, 1, S, S)
+        assert tuple(x.shape) == (2, 1, size, size)
+        assert pre.finish(x).equal(pre.batch(pre.slices(imgs)))
 
 
 def test_ray_data_stage_raises_naming_the_file_without_quarantine(small_cohort, ray_session, tmp_path):

@@ -8,8 +8,11 @@ in, ``(N - len(quarantine), D)`` float32 out in row order, unreadable slices rec
 Pipeline (one Ray Data dataset over the instance rows)::
 
     rows (row, path, frame)
-      -> map_batches(read_and_preprocess)   CPU tasks, one per block: (B, 3, S, S) float32 + ok + reason
-      -> map_batches(EncoderActor)          actor pool, each holding the model once (GPU fraction)
+      -> map_batches(_read_batch)           CPU tasks, one per block of <= 256 rows, as many at a time as the
+                                            actors leave CPUs: read, per-slice steps, resize (Preprocessor.resize)
+                                            -> (B, 1, S, S) float32 + ok + reason (one grey channel crosses the store)
+      -> map_batches(EncoderActor)          actor pool, each holding the model once (GPU fraction, or every CPU
+                                            of its node as torch threads): Preprocessor.finish, then the model
       -> (row, embedding, ok, reason)       gathered on the driver and put back in row order
 
 Nothing identifying travels: rows carry a file path and frame number only (the same values the
@@ -19,12 +22,15 @@ in-process path reads), and a reason is the redacted text of ``ImageReadError``.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from .data.images import ImageReadError
+if TYPE_CHECKING:
+    import pandas as pd
 
+# pandas and the image readers are imported where used: the encoder actor's fresh process unpickles
+# this module and needs neither (its start-up is inside the stage's time)
 log = logging.getLogger("sweeps.embed")
 
 READ_BATCH = 256  # slices per read task batch: amortises task overhead and worker start-up
@@ -32,7 +38,7 @@ READ_BATCH = 256  # slices per read task batch: amortises task overhead and work
 
 def _read_batch(batch: dict[str, np.ndarray], encoder: str, preprocessing: str, input_size: int | None) -> dict[str, np.ndarray]:
     """Read and preprocess one batch of rows; unreadable rows come back with ``ok`` False and a reason."""
-    from .data.images import read_slice, read_slice_with_voi
+    from .data.images import ImageReadError, read_slice, read_slice_with_voi
     from .encoders import Preprocessor, input_config
 
     cfg = input_config(encoder, input_size)
@@ -49,21 +55,36 @@ def _read_batch(batch: dict[str, np.ndarray], encoder: str, preprocessing: str, 
         ok[k] = True
         imgs.append(img)
         vois.append(voi)
-    x = np.zeros((len(rows), cfg.channels, cfg.height, cfg.width), dtype=np.float32)
+    x = np.zeros((len(rows), 1, cfg.height, cfg.width), dtype=np.float32)
     if imgs:
-        x[ok] = pre.batch(pre.slices(imgs, vois)).contiguous().numpy()  # (B_ok, 3, S, S)
+        x[ok] = pre.resize(pre.slices(imgs, vois)).numpy()  # (B_ok, 1, S, S): one grey channel crosses the store
     return {"row": rows, "x": x, "ok": ok, "reason": np.array(reasons, dtype=object)}
+
+
+def _node_cpus() -> int:
+    """The CPUs Ray counts on the node this process runs on (at most the cores this process may use)."""
+    import os
+
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == here), 1)
+    return max(1, min(int(cpus), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 class EncoderActor:
     """Holds one encoder; embeds preprocessed batches (the ``x`` column) on its device."""
 
-    def __init__(self, encoder: str, input_size: int | None, weights: str | None):
+    def __init__(self, encoder: str, preprocessing: str, input_size: int | None, weights: str | None):
         import torch
 
-        from .encoders import create_encoder
+        from .encoders import Preprocessor, create_encoder, input_config
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
+            # Ray pins OMP_NUM_THREADS to the actor's 1 CPU; the in-process model uses every core, and so does this
+            torch.set_num_threads(_node_cpus())
+        self.pre = Preprocessor(preprocessing, input_config(encoder, input_size))
         model, self.dim = create_encoder(encoder, input_size, weights)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
 
@@ -73,8 +94,8 @@ class EncoderActor:
         ok = batch["ok"].astype(bool)
         out = np.zeros((len(ok), self.dim), dtype=np.float32)
         if ok.any():
-            x = torch.from_numpy(np.ascontiguousarray(batch["x"][ok])).to(self.device, non_blocking=True)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = self.pre.finish(torch.from_numpy(np.ascontiguousarray(batch["x"][ok])))  # (B_ok, C, S, S)
+            x = x.to(self.device, non_blocking=True)
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.device == "cuda"):
                 out[ok] = self.model(x).float().cpu().numpy()
         return {"row": batch["row"], "emb": out, "ok": ok, "reason": batch["reason"]}
@@ -83,11 +104,15 @@ class EncoderActor:
 def worth_it(n_instances: int) -> tuple[bool, str]:
     """Whether the Ray Data path should run, and why.
 
-    Measured (``benchmarks/bench_gpu.py`` on an H200 with 16 cores, resnet50 at 224 px, 15.7k slices;
-    ``benchmarks/bench_scale.py`` on 2 cores): on one node the in-process stage is faster (Ray Data at
-    0.44-0.61 of its images/s): every preprocessed batch crosses the object store and each read worker
-    starts its own torch. So on one node the in-process path runs; Ray Data runs where reading must
-    spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it anywhere.
+    Measured (``benchmarks/bench_scale.py --only embed``, ``embed_parity``; README "Measured figures"):
+    before this stage's fixes Ray Data ran at 0.32 of the in-process images/s on 2 cores (its actor's
+    torch pinned to one thread) and 0.44-0.61 on an H200 box with 16 cores (every preprocessed 224-px
+    batch, three channels, crossed the object store; not re-measured since). After them, over the whole
+    quickstart cohort on 2 cores, 0.69 in the least loaded run (load average 3-8) and 0.76 / 1.27 at load
+    13-40 from other jobs: every run pays its encoder actor's start-up (a fresh process importing torch
+    and timm, seconds), and its steady state was slower too (not yet explained). So on one node the in-process path runs;
+    Ray Data runs where reading must spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it
+    anywhere.
     """
     import ray
 
@@ -97,8 +122,8 @@ def worth_it(n_instances: int) -> tuple[bool, str]:
     if nodes > 1:
         return True, f"{nodes} nodes: reading spreads over the cluster"
     res = ray.cluster_resources()
-    return False, (f"one node ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs): the in-process reader is "
-                   "faster there (measured)")
+    return False, (f"one node ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs): the in-process stage "
+                   "measured faster there (Ray Data at 0.69 of it on 2 cores)")
 
 
 def actor_resources() -> tuple[int, float]:
@@ -118,8 +143,11 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
                     input_size: int | None = None, batch_size: int = 128, progress: bool = True,
                     quarantine: dict[int, str] | None = None, read_parallelism: int | None = None) -> np.ndarray:
     """:func:`trainables.embed.run_encoder` on Ray Data (Ray must be initialised)."""
+    import pandas as pd
     import ray
     from ray.data import DataContext
+
+    from .data.images import ImageReadError
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = progress
@@ -128,18 +156,25 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
     rows = pd.DataFrame({"row": np.arange(n), "path": instances["path"].astype(str).to_numpy(),
                          "frame": instances["frame"].astype(int).to_numpy()})
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    blocks = read_parallelism or max(1, min(-(-n // READ_BATCH), 2 * cpus))
+    actors, gpu = actor_resources()
+    # concurrent read tasks: the CPUs the encoder actors leave (one on 2 cores: its worker stays warm and
+    # no second process starts torch while the actor does)
+    readers = max(1, cpus - (0 if gpu else actors))
+    # blocks of at most READ_BATCH rows, each one read task's batch: the actor starts on the first while
+    # the others are read
+    blocks = read_parallelism or max(1, -(-n // READ_BATCH))
     bounds = np.linspace(0, n, blocks + 1).astype(int)
     ds = ray.data.from_pandas([rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])])  # one block per chunk
     # reads ask for half a CPU: unlike the encoder's resources, so Ray Data does not fuse them into the
     # encoder actors (reading then runs beside the model in parallel tasks, not inside the actor)
-    ds = ds.map_batches(_read_batch, batch_size=READ_BATCH, batch_format="numpy", num_cpus=0.5,
+    ds = ds.map_batches(_read_batch, batch_size=None, batch_format="numpy", num_cpus=0.5,
+                        compute=ray.data.TaskPoolStrategy(size=readers),
                         fn_kwargs={"encoder": encoder, "preprocessing": preprocessing, "input_size": input_size})
-    actors, gpu = actor_resources()
     ds = ds.map_batches(EncoderActor, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors),
                         num_gpus=gpu or None, num_cpus=0 if gpu else 1,
-                        fn_constructor_kwargs={"encoder": encoder, "input_size": input_size, "weights": weights})
+                        fn_constructor_kwargs={"encoder": encoder, "preprocessing": preprocessing,
+                                               "input_size": input_size, "weights": weights})
     out: np.ndarray | None = None
     failed: dict[int, str] = {}
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -157,16 +192,26 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
             raise ImageReadError(str(rows["path"].iat[first]), failed[first])
         quarantine.update(failed)
         out = np.delete(out, sorted(failed), axis=0)
-    log.info("embedding stage ran on Ray Data: %d read blocks, %d encoder actor(s)%s", blocks, actors,
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Ray Data stats of the embedding stage:\n%s", ds.stats())
+    log.info("embedding stage ran on Ray Data: %d read blocks, %d at a time, %d encoder actor(s)%s", blocks, readers, actors,
              f" at {gpu:g} GPU each" if gpu else " on CPU")
     return out
 
 
-def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "grayscale_norm",
-                 n: int = 4000) -> tuple[float, float]:
-    """``(Ray Data images/s, in-process images/s)`` over the first ``n`` instances of ``cohort``, measured
-    back to back in one process (``benchmarks/bench_scale.py`` prints their ratio as ``embed_parity``).
-    Starts a local Ray for the measurement when none is running."""
+def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "grayscale_norm", n: int | None = None,
+                 rounds: int = 1) -> tuple[float, float]:
+    """``(Ray Data images/s, in-process images/s)`` over the first ``n`` instances of ``cohort`` (all of
+    them by default: the issue's figure is over the quickstart cohort), measured in one process
+    (``benchmarks/bench_scale.py`` prints their ratio as ``embed_parity``).
+
+    Each of ``rounds`` runs the two stages in the order Ray Data, in-process, in-process, Ray Data, so
+    that a load change on a shared machine weighs on both alike; each rate is images over the summed
+    time of its runs, and every run is printed (``#`` lines). Each run includes its start-up, as a real
+    stage pays it (for Ray Data: the encoder actor's fresh process, its torch and model). Both are
+    warmed first on 256 instances (imports, the read tasks' workers, the page cache). Starts a local Ray
+    for the measurement when none is running (it stays up during the in-process runs, as in a sweep)."""
+    import os
     import time
 
     import ray
@@ -177,15 +222,22 @@ def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "graysc
     started = not ray.is_initialized()
     if started:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    stages = {"ray": lambda x: run_encoder_ray(x, encoder, preprocessing, progress=False),
+              "in-process": lambda x: run_encoder(x, encoder, preprocessing, progress=False)}
+    spent = dict.fromkeys(stages, 0.0)
     try:
-        run_encoder_ray(inst.iloc[:256], encoder, preprocessing, progress=False)  # actors and workers warm
-        t = time.perf_counter()
-        run_encoder_ray(inst, encoder, preprocessing, progress=False)
-        on_ray = len(inst) / (time.perf_counter() - t)
+        for stage in stages.values():
+            stage(inst.iloc[:256])
+        for _ in range(rounds):
+            for name in ("ray", "in-process", "in-process", "ray"):
+                t = time.perf_counter()
+                stages[name](inst)
+                took = time.perf_counter() - t
+                spent[name] += took
+                print(f"# embed_parity run: {name} {len(inst) / took:.1f} images/s ({len(inst)} images, {took:.1f} s; "
+                      f"load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         if started:
             ray.shutdown()
-    run_encoder(inst.iloc[:256], encoder, preprocessing, progress=False)
-    t = time.perf_counter()
-    run_encoder(inst, encoder, preprocessing, progress=False)
-    return on_ray, len(inst) / (time.perf_counter() - t)
+    runs = 2 * rounds * len(inst)
+    return runs / spent["ray"], runs / spent["in-process"]

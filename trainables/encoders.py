@@ -887,7 +887,12 @@ class Preprocessor:
         return X
 
     def batch(self, imgs: list[np.ndarray]) -> torch.Tensor:
-        """(B, C, H, W) channels_last: resized, grey replicated to the config's channels, scaled, normalised."""
+        """(B, C, H, W) channels_last: resized, grey replicated to the config's channels, scaled, normalised
+        (``finish(resize(imgs))``: the Ray Data stage runs the two halves in different processes)."""
+        return self.finish(self.resize(imgs))
+
+    def resize(self, imgs: list[np.ndarray]) -> torch.Tensor:
+        """(B, 1, H, W) float32: each slice resized to the config's size (one grey channel)."""
         cfg = self.config
         hw = (cfg.height, cfg.width)
         smooth = cfg.interpolation in ("bilinear", "bicubic")
@@ -898,7 +903,12 @@ class Preprocessor:
                 t = torch.nn.functional.interpolate(t, size=hw, mode=cfg.interpolation, antialias=smooth,
                                                     align_corners=False if smooth else None)
             out.append(t)
-        x = torch.cat(out).expand(-1, cfg.channels, -1, -1)  # (B, C, H, W), grayscale replicated
+        return torch.cat(out)
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) resized grey slices -> (B, C, H, W) channels_last: replicated, scaled, normalised."""
+        cfg = self.config
+        x = x.expand(-1, cfg.channels, -1, -1)  # (B, C, H, W), grayscale replicated
         if cfg.scale != (0.0, 1.0):
             x = x * (cfg.scale[1] - cfg.scale[0]) + cfg.scale[0]
         mean, std = cfg.mean, cfg.std
