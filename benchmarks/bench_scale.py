@@ -10,9 +10,8 @@ slow part and is excluded from every timing, and kept in ``--work`` for a rerun)
 Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` and the rest go on):
 
 - ``embed``: ``embed_parity``, the Ray Data embedding stage (``trainables.embed_ray``) against
-  today's in-process stage, images/s on the quickstart cohort, same run. A hook: it runs only where
-  ``trainables.embed_ray`` exists and exposes ``bench_parity(cohort) -> (ray_ips, inproc_ips)``;
-  otherwise it prints ``RESULT embed_parity unavailable``.
+  the in-process stage (``trainables.embed``), images/s on the quickstart cohort, same run
+  (``bench_parity`` below).
 - ``decode``: ``decode_scaling``, a ``--decode-size`` px (512) cohort written in ``--compression``
   (RLE) by ``python -m sweeps data synth``'s generator: reading, decoding and preprocessing to the
   encoder's input (``Preprocessor('grayscale_norm', 224)``: what the embedding stage does before
@@ -120,23 +119,57 @@ def load(root: Path, n_patients: int, size: int = 64, compression: str | None = 
     return synthetic.load(root, seed=0, n_patients=n_patients, size=size, compression=compression or "none")
 
 
-# -- embed_parity: the lead's Ray Data stage -------------------------------------------------------
+# -- embed_parity: the Ray Data stage against the in-process one ---------------------------------
+def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "grayscale_norm", n: int | None = None,
+                 rounds: int = 1) -> tuple[float, float]:
+    """``(Ray Data images/s, in-process images/s)`` over the first ``n`` instances of ``cohort`` (all of
+    them by default: the issue's figure is over the quickstart cohort), measured in one process
+    (``embed_parity`` is their ratio).
+
+    Each of ``rounds`` runs the two stages in the order Ray Data, in-process, in-process, Ray Data, so
+    that a load change on a shared machine weighs on both alike; each rate is images over the summed
+    time of its runs, and every run is printed (``#`` lines). Each run includes its start-up, as a real
+    stage pays it (for Ray Data: the encoder actor's fresh process, its torch and model). Both are
+    warmed first on 256 instances (imports, the read tasks' workers, the page cache). Starts a local Ray
+    for the measurement when none is running (it stays up during the in-process runs, as in a sweep)."""
+    import os
+    import time
+
+    import ray
+
+    from trainables.embed import run_encoder
+    from trainables.embed_ray import run_encoder_ray
+
+    inst = cohort.instances.iloc[:n].reset_index(drop=True)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    stages = {"ray": lambda x: run_encoder_ray(x, encoder, preprocessing, progress=False),
+              "in-process": lambda x: run_encoder(x, encoder, preprocessing, progress=False)}
+    spent = dict.fromkeys(stages, 0.0)
+    try:
+        for stage in stages.values():
+            stage(inst.iloc[:256])
+        for _ in range(rounds):
+            for name in ("ray", "in-process", "in-process", "ray"):
+                t = time.perf_counter()
+                stages[name](inst)
+                took = time.perf_counter() - t
+                spent[name] += took
+                print(f"# embed_parity run: {name} {len(inst) / took:.1f} images/s ({len(inst)} images, {took:.1f} s; "
+                      f"load average {os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        if started:
+            ray.shutdown()
+    runs = 2 * rounds * len(inst)
+    return runs / spent["ray"], runs / spent["in-process"]
+
+
 @part
 def embed(work: Path, a) -> None:
-    """The hook for ``embed_parity``: filled in where ``trainables.embed_ray`` exists."""
-    try:
-        import trainables.embed_ray as embed_ray
-    except ImportError:
-        result("embed_parity", "unavailable")
-        note("trainables.embed_ray is not importable here: embed_parity not measured")
-        return
-    if not hasattr(embed_ray, "bench_parity"):
-        result("embed_parity", "unavailable")
-        note("trainables.embed_ray has no bench_parity(cohort) -> (ray_images_per_s, inprocess_images_per_s)")
-        return
     os.environ["SWEEPS_HOME"] = str(work / "home-embed")
     cohort = load(cohort_dir(work, a.small), a.small)
-    ray_ips, inproc_ips = embed_ray.bench_parity(cohort)
+    ray_ips, inproc_ips = bench_parity(cohort)
     result("embed_ray_images_per_s", f"{ray_ips:.1f}")
     result("embed_inprocess_images_per_s", f"{inproc_ips:.1f}")
     result("embed_parity", f"{ray_ips / inproc_ips:.3f}")
