@@ -750,10 +750,10 @@ def tune_state_readable(run_dir: Path) -> bool:
         states = sorted(run_dir.glob("experiment_state-*.json"))
         if not states:
             return False
-        for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
-            newest = sorted(run_dir.glob(pattern))[-1:]
-            for f in newest:
-                pickle.loads(f.read_bytes()) if f.suffix == ".pkl" else json.loads(f.read_text())
+        for pattern, pickled in (("experiment_state-*.json", False), ("search_gen_state-*.json", True),
+                                 ("searcher-state-*.pkl", True)):
+            for f in sorted(run_dir.glob(pattern))[-1:]:  # Tune pickles the generator state despite its .json name
+                pickle.loads(f.read_bytes()) if pickled else json.loads(f.read_text())
     except Exception:  # noqa: BLE001 - whatever unpickling an empty or cut file raises
         return False
     return True
@@ -772,6 +772,10 @@ def restart_from_records(run_dir: Path, requested: int) -> int:
         if f.is_file() and (f.name == "tuner.pkl" or f.name.startswith(("experiment_state-", "search_gen_state-",
                                                                          "searcher-state-", "basic-variant-state-"))):
             os.replace(f, aside / f.name)
+    from .search import SNAPSHOT_FILE
+
+    if (run_dir / SNAPSHOT_FILE).exists():  # the searcher's part of Tune's snapshot: the trials Tune would resume,
+        os.replace(run_dir / SNAPSHOT_FILE, aside / SNAPSHOT_FILE)  # and no Tune resumes them now: handed out again
     for trial, _params in view.unfinished:
         if (run_dir / f"trial_{trial}").is_dir():
             os.replace(run_dir / f"trial_{trial}", aside / f"trial_{trial}")

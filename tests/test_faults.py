@@ -499,3 +499,21 @@ def test_after_a_kill_no_finished_trial_reruns_and_each_configuration_counts_onc
     configs = [json.loads(next((run_dir / t).glob("checkpoint_*/config.json")).read_text()) for t in after]
     keys = {json.dumps({k: v for k, v in c.items() if k != "__trial_index__"}, sort_keys=True) for c in configs}
     assert len(keys) == len(configs), "a configuration was counted twice"
+
+
+def test_tune_state_readable_reads_tunes_own_pickled_generator_state(tmp_path):
+    """Tune writes search_gen_state-*.json as a cloudpickle despite its name: intact files are readable
+    (so `resume` takes Tune's own restore, which resumes the trial Ctrl-C cut short), an emptied one is not."""
+    import json
+    import pickle
+
+    from ray.tune.utils.util import _atomic_save
+
+    from sweeps.runner import tune_state_readable
+
+    (tmp_path / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
+    (tmp_path / "experiment_state-2026.json").write_text(json.dumps({"trial_data": []}))
+    _atomic_save({"counter": 2}, str(tmp_path), "search_gen_state-2026.json", "tmp-search_gen_state-2026.json")
+    assert tune_state_readable(tmp_path)
+    (tmp_path / "search_gen_state-2026.json").write_bytes(b"")
+    assert not tune_state_readable(tmp_path)
