@@ -1,7 +1,8 @@
 """What the searcher (``sweeps/search.py``) buys and costs, in one process with one Ray session.
 
 1. **quickstart, 16 trials, 2 at a time**, run twice on the same prepared cohort and embeddings:
-   - ours: ``SweepSearcher`` (proposals in the space's fixed window, repeats answered not run),
+   - ours: ``SweepSearcher`` (proposals in the space's fixed window, repeats answered not run), Tune run
+     as ``sweeps.runner`` runs it (idle actors kept while the window waits: ``sweeps.actors``),
    - free-running: what ``sweeps.runner`` did before it, ``OptunaSearch(TPESampler(seed, n_startup_trials=8))``
      with ``max_concurrent_trials=2`` (proposals as soon as a slot frees, results as they come).
    For each: wall time of the Tune run, configurations computed more than once (trials minus distinct
@@ -62,8 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None):
-    """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)])."""
+def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None, keep_actors: bool = False):
+    """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)]). ``keep_actors``: as
+    ``sweeps.runner`` runs Tune (``sweeps.actors.keep_idle_actors``: idle actors wait for the window)."""
+    from sweeps.actors import keep_idle_actors
+
     from ray import tune
 
     tuner = tune.Tuner(
@@ -75,7 +79,8 @@ def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
     t0 = time.perf_counter()
-    grid = tuner.fit()
+    with keep_idle_actors(CONCURRENCY if keep_actors else 0):
+        grid = tuner.fit()
     wall = time.perf_counter() - t0
     rows = []
     for r in grid:
@@ -112,8 +117,9 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
     os.environ["SWEEPS_HOME"] = str(Path(a.home).resolve()) if a.home else str(tmp / "home")
     try:
-        ray.init(address="local", num_cpus=a.cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=True, logging_level=logging.WARNING)
+        from sweeps.runner import start_ray
+
+        start_ray(None, "127.0.0.1", a.cpus)  # as `python -m sweeps run` starts Ray (workers preload the trial code)
         spec = load_space("quickstart")
         if a.smoke:
             spec = dataclasses.replace(smoke(spec), num_samples=spec.num_samples)
@@ -129,7 +135,7 @@ def main(argv=None) -> int:
             s = SweepSearcher(copy.deepcopy(sp.space), metric=sp.metric, mode=sp.mode, seed=sp.seed, run_dir=run_dir,
                               study_name=name, num_samples=k, repeats=sp.repeats, window=sp.proposal_window)
             s.start()
-            wall, rows = tune_run(trainable, s, s.total_trials, tmp / "runs", name)
+            wall, rows = tune_run(trainable, s, s.total_trials, tmp / "runs", name, keep_actors=True)
             state = json.loads((run_dir / "search.json").read_text())
             return wall, rows, state
 

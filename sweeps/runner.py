@@ -457,7 +457,7 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
         ctx = ray.init(**kwargs)
     elif not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-        with _loopback_node(), _any_agent_port():
+        with _loopback_node(), _any_agent_port(), _preloaded_workers():
             ctx = ray.init(**kwargs)
         ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
         if ip and ip != "127.0.0.1":
@@ -489,6 +489,28 @@ class _loopback_node:
             os.environ.pop(LOOPBACK_ENV, None)
         else:
             os.environ[LOOPBACK_ENV] = self.env
+
+
+PRELOAD_ENV = "RAY_preload_python_modules"  # Ray's switch: modules a worker process imports before it takes work
+TRIAL_MODULES = "trainables.trainable"  # what a trial's actor imports first (torch, scikit-learn, pandas: seconds)
+
+
+class _preloaded_workers:
+    """While a local Ray starts: its worker processes import the trial code (:data:`TRIAL_MODULES`)
+    as they start, before they take work, unless the user set :data:`PRELOAD_ENV` (comma-separated
+    modules) already. Ray starts a worker per CPU when the driver connects; they import while the
+    driver loads the cohort and its embeddings, so the first trial actors are ready at once instead
+    of after seconds of imports each (``benchmarks/bench_search.py``'s compute share). On a cluster
+    of your own, ``RAY_preload_python_modules=trainables.trainable ray start ...`` does the same."""
+
+    def __enter__(self):
+        self.env = os.environ.get(PRELOAD_ENV)
+        if self.env is None:
+            os.environ[PRELOAD_ENV] = TRIAL_MODULES
+
+    def __exit__(self, *exc):
+        if self.env is None:
+            os.environ.pop(PRELOAD_ENV, None)
 
 
 loopback_node = _loopback_node  # public, for sweeps.jobs: a client of a loopback-bound cluster needs it too
@@ -721,7 +743,10 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
-    return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
+    from .actors import keep_idle_actors
+
+    with keep_idle_actors(concurrency):  # idle actors wait for the searcher's window instead of restarting
+        return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
 
 
 def scheduler(spec: SweepSpec, options: dict):

@@ -1,0 +1,96 @@
+"""Keep a sweep's idle trial actors while its searcher waits, instead of stopping and restarting them.
+
+With ``reuse_actors=True`` Ray Tune (2.x, ``TuneController``) caches the actor of a finished trial for
+the next trial, but only as many actors as there are trials already staged, plus ONE when none is
+staged. The searcher (``sweeps.search.SweepSearcher``) sometimes has no proposal for a moment: it
+waits for the oldest result of its proposal window. At that moment both workers of a 2-worker sweep
+may be idle, nothing is staged, and Tune stops the second actor; a few seconds later the window opens,
+two trials are staged, and a new actor starts: a new worker process importing torch, scikit-learn and
+the trial code again (seconds of CPU, while the other worker's trial competes for it). The quickstart
+lost about one worker start per run this way (``benchmarks/bench_search.py``'s compute share).
+
+:class:`keep_idle_actors` makes Tune keep up to ``n`` idle actors (the sweep's concurrency) while no
+trial of any other resource shape is staged; whatever Tune expects otherwise (a staged trial asking
+for other resources, the end of the search) it decides as before. It never holds more actors than the
+sweep runs at once, so it holds no resources a running sweep would not. It changes the behaviour of
+Tune's actor cache (a private class) while ``tuner.fit()`` runs, and only when that class has the
+shape it was written against: on another Ray version it does nothing and says so in the debug log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _cache_class():
+    """Tune's actor cache class, or None when this Ray's Tune has another shape."""
+    try:
+        from ray.tune.execution import tune_controller
+        from ray.tune.utils.object_cache import _ObjectCache
+    except ImportError:
+        return None, None
+    needed = ("cache_object", "flush_cached_objects", "_cached_objects", "_max_num_objects", "_num_cached_objects")
+    probe = _ObjectCache()
+    if not all(hasattr(probe, a) for a in needed) or getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
+        return None, None
+    return tune_controller, _ObjectCache
+
+
+def keeping_cache(base, keep: int):
+    """A subclass of Tune's ``_ObjectCache`` (``base``) that keeps up to ``keep`` idle objects (actors)
+    when no object is expected (no trial staged); as ``base`` otherwise."""
+
+    class KeepIdle(base):
+        def __init__(self, may_keep_one: bool = True):
+            super().__init__(may_keep_one=may_keep_one)
+            self.keep = int(keep)
+
+        def _nothing_expected(self) -> bool:
+            return not any(v for v in self._max_num_objects.values())
+
+        def cache_object(self, key, obj) -> bool:
+            if super().cache_object(key, obj):
+                return True
+            if self._nothing_expected() and self._num_cached_objects < self.keep:
+                self._cached_objects[key].append(obj)
+                self._num_cached_objects += 1
+                return True
+            return False
+
+        def flush_cached_objects(self, force_all: bool = False):
+            if force_all or not self._nothing_expected():
+                yield from super().flush_cached_objects(force_all=force_all)
+                return
+            for objs in self._cached_objects.values():  # the oldest first, beyond `keep` in all
+                while objs and self._num_cached_objects > self.keep:
+                    self._num_cached_objects -= 1
+                    yield objs.pop(0)
+
+    return KeepIdle
+
+
+class keep_idle_actors:
+    """While ``tuner.fit()`` runs in this block: Tune keeps up to ``n`` idle trial actors for the trials
+    to come (see the module's docstring). ``n <= 1`` changes nothing (Tune keeps one already)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.module = None
+
+    def __enter__(self):
+        if self.n <= 1:
+            return self
+        module, base = _cache_class()
+        if module is None:
+            log.debug("keep_idle_actors: this Ray's Tune has another actor cache; left as it is")
+            return self
+        self.module, self.base = module, base
+        module._ObjectCache = keeping_cache(base, self.n)  # TuneController builds its cache from this name
+        return self
+
+    def __exit__(self, *exc):
+        if self.module is not None:
+            self.module._ObjectCache = self.base
+            self.module = None

@@ -1,0 +1,104 @@
+"""sweeps.actors.keep_idle_actors: idle trial actors wait for the searcher instead of being stopped."""
+
+import os
+import time
+
+import pytest
+from ray.tune.search import Searcher
+
+from sweeps.actors import _cache_class, keep_idle_actors, keeping_cache
+
+
+def _base():
+    module, base = _cache_class()
+    assert module is not None, "this Ray's Tune actor cache changed shape: sweeps.actors does nothing on it"
+    return base
+
+
+def test_tunes_own_cache_keeps_one_idle_object_ours_keeps_n_while_nothing_is_expected():
+    base = _base()
+    theirs, ours = base(may_keep_one=True), keeping_cache(base, 2)(may_keep_one=True)
+    for cache in (theirs, ours):
+        assert cache.cache_object("cpu", "actor-a")
+    assert not theirs.cache_object("cpu", "actor-b")  # Tune: the second idle actor is stopped
+    assert ours.cache_object("cpu", "actor-b")
+    assert not ours.cache_object("cpu", "actor-c")  # never more than n
+    assert list(ours.flush_cached_objects()) == [] and ours.num_cached_objects == 2
+    # a trial staged for other resources: Tune's own rule decides (the idle actors' resources may be needed)
+    ours.increase_max("gpu")
+    assert sorted(ours.flush_cached_objects()) == ["actor-a", "actor-b"]
+    ours.decrease_max("gpu")
+    assert ours.cache_object("cpu", "actor-d") and ours.cache_object("cpu", "actor-e")
+    assert sorted(ours.flush_cached_objects(force_all=True)) == ["actor-d", "actor-e"]  # the end of the search
+
+
+def test_the_patch_lasts_only_inside_the_block():
+    from ray.tune.execution import tune_controller
+
+    before = tune_controller._ObjectCache
+    with keep_idle_actors(2):
+        assert tune_controller._ObjectCache is not before and issubclass(tune_controller._ObjectCache, before)
+    assert tune_controller._ObjectCache is before
+    with keep_idle_actors(1):  # one is what Tune keeps already
+        assert tune_controller._ObjectCache is before
+
+
+def _trial(config):
+    """Trial 1 (short) leaves a mark; trial 0 (long) ends a moment after it, so both workers are idle
+    while the searcher waits for trial 0."""
+    from pathlib import Path
+
+    from ray import tune
+
+    mark = Path(config["dir"]) / "short-done"
+    if config["k"] == 0:
+        deadline = time.time() + 120
+        while not mark.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+    elif config["k"] == 1:
+        mark.touch()
+    tune.report({"v": float(config["k"]), "pid": os.getpid()})
+
+
+class Waiting(Searcher):
+    """Like the proposal window: no proposal for trial 2 until trial 0 has finished."""
+
+    def __init__(self, folder):
+        super().__init__(metric="v", mode="max")
+        self.folder, self.given, self.done, self.k_of = str(folder), 0, set(), {}
+
+    def suggest(self, trial_id):
+        if self.given >= 4:
+            return Searcher.FINISHED
+        if self.given >= 2 and 0 not in self.done:
+            return None
+        self.k_of[trial_id], self.given = self.given, self.given + 1
+        return {"k": self.k_of[trial_id], "dir": self.folder}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.done.add(self.k_of[trial_id])
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["tune alone", "kept"])
+def test_a_real_tune_run_with_a_waiting_searcher_starts_no_new_actor_when_kept(ray_session, tmp_path, keep):
+    import sys
+
+    import ray.cloudpickle
+    from ray import tune
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
+
+    tuner = tune.Tuner(tune.with_resources(_trial, {"cpu": 1}),
+                       tune_config=tune.TuneConfig(search_alg=Waiting(tmp_path), num_samples=4, max_concurrent_trials=2,
+                                                   reuse_actors=True),
+                       run_config=tune.RunConfig(name=f"keep-{keep}", storage_path=str(tmp_path), verbose=0))
+    with keep_idle_actors(2 if keep else 0):
+        grid = tuner.fit()
+    assert len(grid) == 4 and not grid.errors
+    pid = {r.config["k"]: r.metrics["pid"] for r in grid}
+    after_wait = {pid[2], pid[3]}
+    if keep:  # the actor of the long trial waited, idle, and ran a trial after the wait
+        assert pid[0] in after_wait and len(set(pid.values())) == 2, pid
+    else:  # Tune stopped it during the wait (it keeps one idle actor: the short trial's)
+        assert pid[0] not in after_wait, pid
