@@ -263,7 +263,6 @@ def test_a_doomed_cohort_is_an_error_before_anything_is_embedded(small_cohort, m
 # One SWEEPS_HOME for the module: the first sweep generates the smoke cohort and embeds it (and is
 # killed while embedding); the others reuse that cache.
 SPACE = ["quickstart", "--smoke", "--concurrency", "1", "--no-progress"]
-ITEM1_LANDED = True  # issue 12 item 1 (finished trials never rerun after a kill): the searcher (sweeps/search.py)
 
 
 @pytest.fixture(scope="module")
@@ -276,8 +275,10 @@ def env(tmp_path_factory):
 def _start(env, *args) -> subprocess.Popen:
     """``python -m sweeps ARGS`` in its own process group (as a terminal runs it), output to a log."""
     log = open(Path(env["SWEEPS_HOME"]).parent / f"{args[0]}-{time.time_ns()}.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    proc.log = Path(log.name)  # proc.stdout is None: the output goes to this file
+    return proc
 
 
 def _cli(env, *args, timeout=600) -> subprocess.CompletedProcess:
@@ -285,8 +286,15 @@ def _cli(env, *args, timeout=600) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def _here(env, monkeypatch) -> None:
+    """The module's SWEEPS_HOME and SWEEPS_REPORTS for a command run in this process (``sweeps.cli.main``):
+    one that stops before Ray starts costs no subprocess."""
+    monkeypatch.setenv("SWEEPS_HOME", env["SWEEPS_HOME"])
+    monkeypatch.setenv("SWEEPS_REPORTS", env["SWEEPS_REPORTS"])
+
+
 def _output(proc) -> str:
-    return Path(proc.stdout.name).read_text()[-4000:]
+    return proc.log.read_text()[-4000:]
 
 
 def _records(run_dir: Path) -> dict[str, int]:
@@ -365,32 +373,54 @@ def _loopback(addr: str) -> bool:
     return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")
 
 
-def test_kill_during_embedding_then_run_again(env):
-    """A kill while the encoder runs leaves no run (sweep.json is written after the embeddings) and no
-    cache entry; running again finishes, and sweeps the dead run's staging folders."""
-    home = Path(env["SWEEPS_HOME"])
+def test_kill_during_embedding_run_again_kill_during_report_writing_then_resume(env, monkeypatch, capsys):
+    """The fault suite's kills during embedding and during report writing, on one run. A kill while the
+    encoder runs leaves no run (sweep.json is written after the embeddings) and no cache entry: `resume`
+    says there is nothing to resume. Running again sweeps the dead run's staging folders, embeds and
+    runs the trials; a local run starts its own Ray, whatever cluster address the machine advertises (a
+    dead one here, as a killed `ray start` leaves in /tmp/ray/ray_current_cluster). A kill while it
+    writes the report leaves its staging folder and no report.md; `resume` completes the run."""
+    from sweeps.cli import main
+
+    home, out = Path(env["SWEEPS_HOME"]), Path(env["SWEEPS_REPORTS"]) / "emb"
     proc = _start(env, "run", *SPACE, "--name", "emb")
-    _wait(proc, lambda: any(home.glob("data/synthetic-v1/*/COMPLETE")), every=0.05)
-    time.sleep(3)  # the encoder is running: the smoke cohort's 2153 slices take tens of seconds
+    # the embedding stage has begun (cohort generated, Ray started): the smoke cohort's 2153 slices take
+    # tens of seconds; a moment more and the encoder is running
+    _wait(proc, lambda: "embedding stage:" in proc.log.read_text(), every=0.05)
+    time.sleep(1)
     assert not list(home.glob("cache/*/meta.json")), "embedding finished before the kill"
     _kill(proc)
-    debris = staging.make(Path(env["SWEEPS_REPORTS"]) / "emb", ".report-")  # as a killed report writer leaves
+    debris = staging.make(out, ".report-")  # as a killed report writer leaves
     (debris / staging.OWNER).write_text(f"{os.uname().nodename} {proc.pid}\n")
     assert not (home / "runs" / "emb" / "sweep.json").exists()
-    res = _cli(env, "resume", "emb")
-    assert res.returncode == 2 and "no run 'emb'" in res.stderr  # nothing to resume: the run never started
-    res = _cli(env, "run", *SPACE, "--name", "emb")
+    _here(env, monkeypatch)  # refused before anything slow: the `resume` command in this process
+    assert main(["resume", "emb"]) == 2
+    assert "no run 'emb'" in capsys.readouterr().err  # nothing to resume: the run never started
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {**env, "RAY_ADDRESS": dead}
+    proc = _start(env, "run", *SPACE, "--trials", "2", "--name", "emb")
+    _wait(proc, lambda: not debris.exists() and bool(list(out.glob(".report-*"))), every=0.01)  # its own staging
+    _kill(proc)
+    assert list(out.glob(".report-*")) and not (out / "report.md").exists()
+    assert not debris.exists()  # the dead run's staging folder was swept
+    assert len(_records(home / "runs" / "emb")) == 2  # the run again got through its trials
+    res = _cli(env, "resume", "emb", "--no-progress")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     _assert_complete(env, "emb", 2)
-    assert not debris.exists()
+
+
+CTRLC_TRIALS = 4  # the Ctrl-C lands after the first of them: the report says "k of 4" with 1 <= k < 4
 
 
 def test_ctrl_c_exits_130_marks_the_report_and_resume_completes_it_and_ray_listens_on_loopback(env):
     """Items 3 and 10: SIGINT to the sweep's process group (what Ctrl-C sends) stops it with exit 130
-    and a report marked "Interrupted (k of 6 trials)"; `resume` finishes it. While trials run, every
+    and a report marked "Interrupted (k of 4 trials)"; `resume` finishes it. While trials run, every
     listening socket of the run's processes (Ray's GCS, raylet, workers, agents, dashboard) is on loopback."""
     run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "ctrlc"
-    proc = _start(env, "run", *SPACE, "--trials", "6", "--name", "ctrlc")
+    proc = _start(env, "run", *SPACE, "--trials", str(CTRLC_TRIALS), "--name", "ctrlc")
     _wait(proc, lambda: len(_records(run_dir)) >= 1)
     seen = []
     for _ in range(5):  # workers come and go: look a few times
@@ -404,18 +434,20 @@ def test_ctrl_c_exits_130_marks_the_report_and_resume_completes_it_and_ray_liste
     rc = proc.wait(timeout=300)
     assert rc == 130, _output(proc)
     text = (Path(env["SWEEPS_REPORTS"]) / "ctrlc" / "report.md").read_text()
-    m = re.search(r"\*\*Interrupted \((\d+) of 6 trials\)\*\*", text)
-    assert m and 1 <= int(m.group(1)) < 6, text[:600]
+    m = re.search(rf"\*\*Interrupted \((\d+) of {CTRLC_TRIALS} trials\)\*\*", text)
+    assert m and 1 <= int(m.group(1)) < CTRLC_TRIALS, text[:600]
     assert text.index("Interrupted") < text.index("## Data and method")  # at the top
     res = _cli(env, "resume", "ctrlc", "--no-progress")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    _assert_complete(env, "ctrlc", 6)
+    _assert_complete(env, "ctrlc", CTRLC_TRIALS)
 
 
-def test_report_and_resume_survive_tunes_files_empty_or_cut_short(env):
+def test_report_and_resume_survive_tunes_files_empty_or_cut_short(env, monkeypatch, capsys):
     """Item 4: a full disk leaves Tune's files empty or cut short; the report and resume read the
     trials' own records and sweep.json."""
     import shutil
+
+    from sweeps.cli import main
 
     src = Path(env["SWEEPS_HOME"]) / "runs" / "ctrlc"
     assert (src / "sweep.json").exists(), "needs the run of the Ctrl-C test"
@@ -427,8 +459,8 @@ def test_report_and_resume_survive_tunes_files_empty_or_cut_short(env):
         f.write_bytes(b"")
     for f in run_dir.glob("trial_*/result.json"):
         f.write_bytes(f.read_bytes()[:50])
-    res = _cli(env, "report", "fulldisk")
-    assert res.returncode == 0, res.stderr[-3000:]
+    _here(env, monkeypatch)
+    assert main(["report", "fulldisk"]) == 0, capsys.readouterr().err[-3000:]  # no Ray: in this process
     ours = (Path(env["SWEEPS_REPORTS"]) / "fulldisk" / "report.md").read_text()
     theirs = (Path(env["SWEEPS_REPORTS"]) / "ctrlc" / "report.md").read_text()
     strip = lambda t: re.sub(r"report written [0-9: -]+", "", t).replace("fulldisk", "ctrlc")  # noqa: E731
@@ -437,68 +469,78 @@ def test_report_and_resume_survive_tunes_files_empty_or_cut_short(env):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "unreadable" in res.stdout + res.stderr
     assert _records(run_dir) == before  # nothing rerun, nothing lost
-    _assert_complete(env, "fulldisk", 6)
+    _assert_complete(env, "fulldisk", CTRLC_TRIALS)
 
 
-def test_resume_refuses_a_relabelled_cohort(env):
-    """Item 2: relabel 13 rows of the cohort a finished run used: resume refuses, naming the labels."""
+def test_resume_refuses_a_relabelled_cohort(env, monkeypatch, capsys, caplog):
+    """Item 2: relabel 13 rows of the cohort a finished run used: resume refuses, naming the labels.
+    The refusal comes before Ray starts: the `resume` command runs in this process."""
+    from sweeps.cli import main
+
     labels = next(Path(env["SWEEPS_HOME"]).glob("data/synthetic-v1/*/labels.csv"))
     original = labels.read_bytes()
     df = pd.read_csv(labels, dtype=str)
     df.loc[:12, "severity"] = df.loc[:12, "severity"].map({"none": "severe", "moderate": "none", "severe": "none"})
+    _here(env, monkeypatch)
     try:
         df.to_csv(labels, index=False)
-        res = _cli(env, "resume", "ctrlc", "--no-progress")
+        with caplog.at_level(logging.INFO):
+            rc = main(["resume", "ctrlc", "--no-progress"])
     finally:
         labels.write_bytes(original)
-    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "the cohort changed since run 'ctrlc' started: its labels differ" in res.stderr
-    assert "embedding cache" not in res.stdout + res.stderr  # refused before the embed stage
+    out = capsys.readouterr()
+    assert rc == 2, out.out[-2000:] + out.err[-2000:]
+    assert "the cohort changed since run 'ctrlc' started: its labels differ" in out.err
+    assert "embedding cache" not in out.out + out.err + caplog.text  # refused before the embed stage
+    import ray
+
+    assert not ray.is_initialized()  # nor was Ray started
 
 
-def test_kill_during_trials_then_resume(env):
-    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "trials"
-    proc = _start(env, "run", *SPACE, "--trials", "4", "--name", "trials")
-    _wait(proc, lambda: len(_records(run_dir)) >= 1)
+KILLED_TRIALS = 4  # enough that the sweep is still running when two have finished
+
+
+def _finished(run_dir: Path) -> dict[str, int]:
+    """Trials whose record ``trainables.record.read_record`` reads, with metrics.json's mtime."""
+    from trainables.record import METRICS, read_record
+
+    return {ck.parent.name: (ck / METRICS).stat().st_mtime_ns
+            for ck in run_dir.glob("trial_*/checkpoint_*") if read_record(ck) is not None}
+
+
+def test_kill_9_during_trials_then_resume_keeps_finished_trials_and_runs_each_configuration_once(env):
+    """Item 1 and the fault suite's kill during trials: kill -9 of a running sweep's process group
+    after two trials finished, then `resume`: the finished trials are kept and not rerun, the run ends
+    with the requested number of trials, every configuration once, the searcher's log (search.json)
+    survives Tune's restore, and the report is complete and says the run was resumed once."""
+    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "killed"
+    # Tune snapshots its experiment state once at the start and then rarely: the trials that finish
+    # before the kill are unknown to (or unfinished in) the snapshot that resume restores
+    proc = _start({**env, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}, "run", *SPACE, "--trials", str(KILLED_TRIALS),
+                  "--name", "killed")
+    _wait(proc, lambda: len(_finished(run_dir)) >= 2, every=0.1)
     _kill(proc)
-    res = _cli(env, "resume", "trials", "--no-progress")
+    before, before_records = _finished(run_dir), _records(run_dir)
+    assert 2 <= len(before) < KILLED_TRIALS and len(before_records) >= 2, (before, before_records)
+
+    res = _cli(env, "resume", "killed", "--no-progress")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    _assert_complete(env, "trials", 4)
+    after, after_records = _finished(run_dir), _records(run_dir)
+    assert len(after) == len(after_records) == KILLED_TRIALS, (after, after_records)
+    for trial, mtime in before.items():
+        assert after.get(trial) == mtime, f"finished trial {trial} was rerun"
+    assert all(after_records[t] == m for t, m in before_records.items())
+    from sweeps.search import config_key, read_records
 
-
-def test_kill_during_report_writing_then_resume(env):
-    """Also: a local run starts its own Ray, whatever cluster address the machine advertises (a dead
-    one here, as a killed `ray start` leaves in /tmp/ray/ray_current_cluster)."""
-    out = Path(env["SWEEPS_REPORTS"]) / "rep"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
-    env = {**env, "RAY_ADDRESS": dead}
-    proc = _start(env, "run", *SPACE, "--trials", "2", "--name", "rep")
-    _wait(proc, lambda: bool(list(out.glob(".report-*"))), every=0.01)
-    _kill(proc)
-    assert list(out.glob(".report-*")) and not (out / "report.md").exists()
-    res = _cli(env, "resume", "rep", "--no-progress")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    _assert_complete(env, "rep", 2)
-
-
-@pytest.mark.skipif(not ITEM1_LANDED, reason="issue 12 item 1 (finished trials never rerun after a kill) belongs to "
-                                             "the searcher rewrite; enable with ITEM1_LANDED once it is merged")
-def test_after_a_kill_no_finished_trial_reruns_and_each_configuration_counts_once(env):
-    run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "item1"
-    proc = _start(env, "run", *SPACE, "--trials", "4", "--name", "item1")
-    _wait(proc, lambda: len(_records(run_dir)) >= 2)
-    _kill(proc)
-    before = _records(run_dir)
-    res = _cli(env, "resume", "item1", "--no-progress")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    after = _records(run_dir)
-    assert len(after) == 4, after
-    assert all(after[t] == m for t, m in before.items())
-    configs = [json.loads(next((run_dir / t).glob("checkpoint_*/config.json")).read_text()) for t in after]
+    keys = [config_key(r["config"]) for r in read_records(run_dir).values()]
+    assert len(set(keys)) == len(keys) == KILLED_TRIALS, "a configuration was run twice"
+    configs = [json.loads(next((run_dir / t).glob("checkpoint_*/config.json")).read_text()) for t in after_records]
     keys = {json.dumps({k: v for k, v in c.items() if k != "__trial_index__"}, sort_keys=True) for c in configs}
     assert len(keys) == len(configs), "a configuration was counted twice"
+    search = json.loads((run_dir / "search.json").read_text())  # the searcher's log survived Tune's restore
+    assert len(search["slots"]) == KILLED_TRIALS and all(s["told"] for s in search["slots"]) and search["resumes"]
+    report = _assert_complete(env, "killed", KILLED_TRIALS)
+    assert "- Resumed: yes, 1 time(s)" in report  # the reproduction recipe says the run was resumed
 
 
 def test_tune_state_readable_reads_tunes_own_pickled_generator_state(tmp_path):

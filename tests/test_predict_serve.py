@@ -157,7 +157,7 @@ def test_serve_answers_real_http_and_the_upload_page_renders(model_dir, new_coho
                 pass
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             assert time.time() < deadline, "serve did not come up in 240 s"
-            time.sleep(2)
+            time.sleep(0.25)
         study = pd.read_csv(new_cohort / "labels.csv", dtype={"study_id": str})["study_id"].iloc[1]
         parts = [(m, (p.name, p.read_bytes(), "application/dicom")) for m, ps in _study_files(new_cohort, study).items()
                  for p in ps]
