@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     try:
         from sweeps.runner import start_ray
 
-        start_ray(None, "127.0.0.1", a.cpus)  # as `python -m sweeps run` starts Ray (workers preload the trial code)
+        start_ray(None, "127.0.0.1", a.cpus, preload=a.cpus <= CONCURRENCY)  # as `python -m sweeps run` starts it
         spec = load_space("quickstart")
         if a.smoke:
             spec = dataclasses.replace(smoke(spec), num_samples=spec.num_samples)

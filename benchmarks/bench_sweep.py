@@ -93,7 +93,7 @@ def fresh_ray(cpus: int) -> float:
     if ray.is_initialized():
         ray.shutdown()
     t0 = time.perf_counter()
-    start_ray(None, "127.0.0.1", cpus)
+    start_ray(None, "127.0.0.1", cpus, preload=cpus <= CONCURRENCY)  # as `python -m sweeps run` does
     return time.perf_counter() - t0
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -433,7 +434,7 @@ def in_ray_job() -> bool:
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: "0" makes a node take 127.0.0.1 as its address
 
 
-def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
+def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None, preload: bool = False):
     """Join ``address`` or start a local Ray instance whose every listener (GCS, raylet, object
     manager, workers, dashboard agent, runtime-env agent, metrics) is bound to loopback.
 
@@ -445,7 +446,8 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
     the machine (``ray start``'s address file, ``RAY_ADDRESS``): ``--address auto`` asks for that; the
     driver of a submitted Ray job (``sweeps.jobs``) joins the job's cluster. Token auth stays disabled locally: nothing
     listens beyond this machine. Joining a cluster with ``address`` is the user's network choice
-    (the README says what to secure there)."""
+    (the README says what to secure there). ``preload``: a local instance's worker processes import the
+    trial code as they start (:func:`preload_trial_code` says when that pays)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dashboard without a token; it listens on 127.0.0.1
@@ -457,7 +459,7 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None):
         ctx = ray.init(**kwargs)
     elif not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-        with _loopback_node(), _any_agent_port(), _preloaded_workers():
+        with _loopback_node(), _any_agent_port(), _preloaded_workers() if preload else nullcontext():
             ctx = ray.init(**kwargs)
         ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
         if ip and ip != "127.0.0.1":
@@ -495,13 +497,22 @@ PRELOAD_ENV = "RAY_preload_python_modules"  # Ray's switch: modules a worker pro
 TRIAL_MODULES = "trainables.trainable"  # what a trial's actor imports first (torch, scikit-learn, pandas: seconds)
 
 
+def preload_trial_code(cpus_per_trial: float, concurrency: int | None) -> bool:
+    """Whether a local Ray's worker processes should import the trial code as they start. Ray starts
+    one worker per CPU; with the trial code imported each holds about 390 MB of its own memory
+    (``ray::IDLE``, measured on this project's machine), which a trial's actor needs anyway. So only
+    when every one of them will run trials: 1 CPU (or less) per trial at full concurrency."""
+    return cpus_per_trial <= 1 and (concurrency is None or concurrency * cpus_per_trial >= local_cpus())
+
+
 class _preloaded_workers:
     """While a local Ray starts: its worker processes import the trial code (:data:`TRIAL_MODULES`)
     as they start, before they take work, unless the user set :data:`PRELOAD_ENV` (comma-separated
     modules) already. Ray starts a worker per CPU when the driver connects; they import while the
-    driver loads the cohort and its embeddings, so the first trial actors are ready at once instead
-    of after seconds of imports each (``benchmarks/bench_search.py``'s compute share). On a cluster
-    of your own, ``RAY_preload_python_modules=trainables.trainable ray start ...`` does the same."""
+    driver loads the embeddings and shares them, so the first trial actors start in a worker that is
+    ready instead of spending seconds on imports each (``benchmarks/bench_search.py``'s compute
+    share). On a cluster of your own, ``RAY_preload_python_modules=trainables.trainable ray start ...``
+    does the same."""
 
     def __enter__(self):
         self.env = os.environ.get(PRELOAD_ENV)
@@ -570,11 +581,12 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
             raise FileExistsError(no_run_message(run_name))
         raise FileExistsError(f"run {run_name!r} exists at {run_dir}; use `python -m sweeps resume {run_name}`")
     clean_debris()
-    cohort, fp, handle = prepare(spec, progress=progress, start=lambda: start_ray(address, dashboard_host, None))
+    pre = preload_trial_code(cpus_per_trial, concurrency)
+    cohort, fp, handle = prepare(spec, progress=progress, start=lambda: start_ray(address, dashboard_host, None, pre))
     from .heldout import finalize_run
 
     handle, test = test_part(spec, handle, test_data, progress)  # the trials see the development part only
-    share(spec, handle, lambda: start_ray(address, dashboard_host, None))
+    share(spec, handle, lambda: start_ray(address, dashboard_host, None, pre))
     options = {"num_samples": spec.num_samples if num_samples is None else num_samples, "concurrency": concurrency, "cpus_per_trial": cpus_per_trial,
                "gpus_per_trial": gpus_per_trial, "address": address, "smoke": smoke_test, "data": spec.cohort_options.get("root"),
                "cohort_options": cohort_options or {}, "track": list(track or []),
@@ -582,7 +594,7 @@ def run(space: str, *, num_samples: int | None = None, concurrency: int | None =
                "argv": list(argv) if argv else None, "space_sha256": space_sha256(space),
                "test_fraction": spec.test_fraction, "test_data": str(Path(test_data).resolve()) if test_data else None,
                "early_stop": bool(early_stop)}
-    start_ray(address, dashboard_host, None)
+    start_ray(address, dashboard_host, None, pre)
     interrupted = _tune(spec, handle, run_dir, options, cohort_summary(cohort, spec.target_names(cohort)), fp,
                         restore=False)
     if test is not None and not interrupted:
@@ -615,15 +627,16 @@ def resume(run_name: str, *, address: str | None = None, dashboard_host: str = "
                       cpus_per_trial=options["cpus_per_trial"], gpus_per_trial=options["gpus_per_trial"],
                       address=options.get("address"))
     clean_debris()
+    pre = preload_trial_code(options["cpus_per_trial"], options["concurrency"])
     cohort, fp, handle = prepare(spec, progress=progress, resuming=(run_name, meta),
-                                 start=lambda: start_ray(options.get("address"), dashboard_host, None))
+                                 start=lambda: start_ray(options.get("address"), dashboard_host, None, pre))
     meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))  # the report's recipe says so
     write_text(meta_path, json.dumps(meta, indent=1, default=str))
     from .heldout import finalize_run
 
     handle, test = test_part(spec, handle, options.get("test_data"), progress)  # the same split as at the start
-    share(spec, handle, lambda: start_ray(options.get("address"), dashboard_host, None))
-    start_ray(options.get("address"), dashboard_host, None)
+    share(spec, handle, lambda: start_ray(options.get("address"), dashboard_host, None, pre))
+    start_ray(options.get("address"), dashboard_host, None, pre)
     interrupted = _tune(spec, handle, run_dir, options, meta["cohort"], fp, restore=True)
     if test is not None and not interrupted and not (run_dir / "model" / "test.json").exists():
         finalize_run(run_dir, spec, handle, test)

@@ -50,14 +50,20 @@ def _trial(config):
 
     from ray import tune
 
-    mark = Path(config["dir"]) / "short-done"
-    if config["k"] == 0:
+    folder = Path(config["dir"])
+
+    def wait_for(name):
         deadline = time.time() + 120
-        while not mark.exists() and time.time() < deadline:
+        while not (folder / name).exists() and time.time() < deadline:
             time.sleep(0.05)
+
+    (folder / f"started-{config['k']}").touch()
+    if config["k"] == 0:  # ends a moment after trial 1 (running beside it, on the other actor)
+        wait_for("short-done")
         time.sleep(1.0)
     elif config["k"] == 1:
-        mark.touch()
+        wait_for("started-0")
+        (folder / "short-done").touch()
     tune.report({"v": float(config["k"]), "pid": os.getpid()})
 
 
@@ -102,3 +108,45 @@ def test_a_real_tune_run_with_a_waiting_searcher_starts_no_new_actor_when_kept(r
         assert pid[0] in after_wait and len(set(pid.values())) == 2, pid
     else:  # Tune stopped it during the wait (it keeps one idle actor: the short trial's)
         assert pid[0] not in after_wait, pid
+
+
+def test_preload_only_when_every_started_worker_will_run_trials(monkeypatch):
+    from sweeps import runner
+
+    monkeypatch.setattr(runner, "local_cpus", lambda: 8)
+    assert runner.preload_trial_code(1, None) and runner.preload_trial_code(1, 8) and runner.preload_trial_code(0.5, 16)
+    assert not runner.preload_trial_code(1, 2)  # 6 of Ray's 8 workers would hold the trial code for nothing
+    assert not runner.preload_trial_code(4, None)
+
+
+PRELOAD_PROBE = """
+import sys
+import ray
+from sweeps.runner import start_ray
+for preload in (True, False):
+    start_ray(None, "127.0.0.1", 1, preload=preload)
+
+    @ray.remote(num_cpus=1)
+    class Probe:
+        def imported(self):
+            return "trainables.trainable" in sys.modules
+
+    print("PRELOAD", preload, ray.get(Probe.remote().imported.remote()), flush=True)
+    ray.shutdown()
+"""
+
+
+def test_a_local_ray_started_with_preload_gives_actors_a_worker_with_the_trial_code_imported():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_preload_python_modules", None)
+    out = subprocess.run([sys.executable, "-c", PRELOAD_PROBE], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PRELOAD")]
+    assert lines == ["PRELOAD True True", "PRELOAD False False"], out.stdout[-2000:] + out.stderr[-2000:]
+    assert "RAY_preload_python_modules" not in os.environ
