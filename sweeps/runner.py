@@ -187,11 +187,33 @@ def versions() -> dict[str, str]:
 
 
 SMOKE_PATIENTS = 40
+SMOKE_FINETUNE = {"epochs": 1, "max_slices": 4}  # a fine-tuning smoke trial: 1 epoch per fold, <= 4 slices per series
+
+
+def smoke_finetune_space(space: dict) -> dict:
+    """A fine-tuning space at its smallest (``SMOKE_FINETUNE``): ``train.epochs`` 1 and ``max_slices``
+    at most 4 (0, every slice, becomes 4). The real training path still runs every fold with its
+    per-epoch report; a ``grid_search`` value is kept (it sets how many trials run), as is a
+    ``max_slices`` already below 4."""
+    from trainables.finetune import DEFAULT_MAX_SLICES
+
+    def grid(v) -> bool:
+        return isinstance(v, dict) and "grid_search" in v
+
+    out = dict(space)
+    train = out.get("train", {})
+    if isinstance(train, dict) and not grid(train.get("epochs")):
+        out["train"] = {**train, "epochs": SMOKE_FINETUNE["epochs"]}
+    slices = out.get("max_slices", DEFAULT_MAX_SLICES)
+    if not grid(slices) and not (isinstance(slices, int) and 0 < slices <= SMOKE_FINETUNE["max_slices"]):
+        out["max_slices"] = SMOKE_FINETUNE["max_slices"]
+    return out
 
 
 def smoke(spec: SweepSpec) -> SweepSpec:
     """The same space, made to finish in seconds: a small synthetic cohort, or for a real dataset
-    a small generated stand-in in its on-disk layout (unless ``--data`` points at the real one)."""
+    a small generated stand-in in its on-disk layout (unless ``--data`` points at the real one); a
+    fine-tuning space also trains less (:func:`smoke_finetune_space`)."""
     from dataclasses import replace
 
     from trainables.data import adapter, standin_root
@@ -211,7 +233,8 @@ def smoke(spec: SweepSpec) -> SweepSpec:
                             f"your own data): give --data PATH with --smoke (the manifest file), e.g. "
                             f"`python -m sweeps run SPACE --smoke --data my_export.csv`")
         opts["root"] = str(standin_root(spec.cohort))
-    return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats,
+    space = smoke_finetune_space(spec.space) if spec.trainable == "finetune" else spec.space
+    return replace(spec, cohort_options=opts, num_samples=2 * spec.repeats, space=space,
                    scheduler=None)  # a smoke trial stopped early would leave no record to check
 
 

@@ -38,6 +38,18 @@ def small_cohort(sweeps_home):
 
 
 @pytest.fixture(scope="session")
+def smoke_embeddings(small_cohort, sweeps_home):
+    """The session's SWEEPS_HOME with the quickstart smoke sweep's cohort and embeddings (resnet18,
+    grayscale_norm) in its cache, made once: tests that run that sweep in a subprocess point it at
+    this home (or a copy) instead of generating and embedding the cohort again."""
+    from sweeps.runner import prepare, smoke
+    from sweeps.spec import load_space
+
+    prepare(smoke(load_space("quickstart")), progress=False)
+    return sweeps_home
+
+
+@pytest.fixture(scope="session")
 def ray_session(sweeps_home):
     import ray
 

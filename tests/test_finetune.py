@@ -191,3 +191,25 @@ def test_spec_refuses_finetune_settings_and_asha_on_a_frozen_sweep():
         SweepSpec(name="fr", space={**frozen, "train": {"epochs": 2}}).validate()
     with pytest.raises(SpecError, match="per-epoch reports"):
         SweepSpec(name="fr", space=frozen, scheduler="asha").validate()
+
+
+def test_smoke_trains_a_fine_tuning_space_one_epoch_per_fold_on_at_most_4_slices():
+    from ray import tune
+    from ray.tune.search.sample import Domain
+
+    from sweeps.spec import load_space
+
+    spec = runner.smoke(load_space("finetune_quickstart"))
+    assert spec.trainable == "finetune" and spec.scheduler is None and spec.num_samples == 2
+    assert spec.space["train"]["epochs"] == 1 and spec.space["max_slices"] == 4
+    assert isinstance(spec.space["train"]["lr"], Domain) and spec.space["input_size"] == 32  # the rest as written
+    spec.validate()
+    grid = {"encoder": "resnet18", "pooling": "mean", "max_slices": tune.grid_search([4, 1]),
+            "train": {"epochs": tune.grid_search([1, 2])}}
+    assert runner.smoke_finetune_space(grid) == grid, "a grid sets the trial count: kept"
+    assert runner.smoke_finetune_space({"encoder": "resnet18", "max_slices": 2})["max_slices"] == 2
+    assert runner.smoke_finetune_space({"encoder": "resnet18", "max_slices": 0})["max_slices"] == 4  # 0: every slice
+    assert runner.smoke_finetune_space({"encoder": "resnet18"}) == {"encoder": "resnet18", "max_slices": 4,
+                                                                      "train": {"epochs": 1}}
+    frozen = load_space("quickstart")
+    assert runner.smoke(frozen).space is frozen.space, "a frozen space is run as written"

@@ -27,7 +27,8 @@ DRIVER = textwrap.dedent("""
     assert ray.cluster_resources().get("GPU") == 1.0
     run_dir = runner.run("quickstart", smoke_test=True, num_samples=4, concurrency=4, gpus_per_trial=0.25,
                          cpus_per_trial=0.5, address=ctx.address_info["address"], name="packing",
-                         progress=False, write_report=False)
+                         progress=False, write_report=False,
+                         test_fraction=0.0)  # no held-out refit on the driver: this test is about the trials
     print("RUN_DIR", run_dir)
     print("CUDA", torch.cuda.is_available())
     ray.shutdown()
@@ -46,8 +47,10 @@ def _spans(run_dir: Path) -> list[tuple[float, float]]:
     return spans
 
 
-def test_four_quarter_gpu_trials_share_one_logical_gpu_at_once(tmp_path):
-    env = {**os.environ, "SWEEPS_HOME": str(tmp_path / "home"), "SWEEPS_REPORTS": str(tmp_path / "reports"),
+def test_four_quarter_gpu_trials_share_one_logical_gpu_at_once(smoke_embeddings, tmp_path):
+    # the session's home: its smoke cohort and embeddings are reused; the run and report go to tmp_path
+    env = {**os.environ, "SWEEPS_HOME": str(smoke_embeddings), "SWEEPS_RUNS": str(tmp_path / "runs"),
+           "SWEEPS_REPORTS": str(tmp_path / "reports"),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run([sys.executable, "-c", DRIVER], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=1100)

@@ -1,8 +1,19 @@
 import numpy as np
+import pytest
 import torch
 
 from trainables.pipeline import TrialData, evaluate
 from tests_helpers import make_bags
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models on a shared 2-core machine: one torch thread avoids oversubscription (the pooler
+    reuse test took 37-50 s with 2 threads under load, 8 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_a_trial_is_reproducible_whatever_the_global_rng_state():

@@ -120,12 +120,25 @@ def _tables(report: Path) -> str:
     return "\n".join(line for line in text.splitlines() if "versions" not in line.lower())
 
 
-def test_two_node_cluster_runs_trials_on_the_second_node_without_the_driver_cache(tmp_path):
+def test_two_node_cluster_runs_trials_on_the_second_node_without_the_driver_cache(smoke_embeddings, ray_session,
+                                                                                   tmp_path, monkeypatch):
     """A head with 1 CPU and a worker node with 2: trials asking for 2 CPUs can only run on the worker
     node. The driver's embedding cache is moved away once the embedding stage is done: the trials read
-    the object store, and the report equals a single-node run's."""
-    env = {**os.environ, "SWEEPS_HOME": str(tmp_path / "home"), "SWEEPS_REPORTS": str(tmp_path / "reports"),
-           "PYTHONPATH": str(REPO)}
+    the object store, and the report equals a single-node run's (here, in the tests' one-node session)."""
+    import shutil
+
+    from sweeps import runner
+
+    monkeypatch.setenv("SWEEPS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SWEEPS_REPORTS", str(tmp_path / "reports"))
+    # single node, 2 CPUs per trial as below, so torch uses as many threads and sums in the same order
+    runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, name="one_node", progress=False,
+               test_fraction=0.0)  # no held-out refit on the driver: this test is about the trials
+    home = tmp_path / "home"  # the two-node driver's own home: the session's cohort and cache, hard-linked
+    for part in ("data", "cache"):
+        shutil.copytree(smoke_embeddings / part, home / part, copy_function=os.link)
+    env = {**os.environ, "SWEEPS_HOME": str(home), "SWEEPS_RUNS": str(home / "runs"),
+           "SWEEPS_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
     script = tmp_path / "two_node.py"
     script.write_text(TWO_NODE)
@@ -144,11 +157,6 @@ from ray.cluster_utils import Cluster
 import sweeps.runner as runner
 
 home = Path(os.environ["SWEEPS_HOME"])
-# single node, its own Ray; 2 CPUs per trial as below, so torch uses as many threads and sums in the same order
-runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, name="one_node", progress=False,
-           test_fraction=0.0)  # no held-out refit on the driver: this test is about the trials
-import ray
-ray.shutdown()
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 cluster.add_node(num_cpus=2)
 cluster.wait_for_nodes()
@@ -165,6 +173,7 @@ runner.share = share_then_move_cache
 run = runner.run("quickstart", smoke_test=True, concurrency=1, cpus_per_trial=2, address=cluster.address,
                  name="two_node", progress=False, test_fraction=0.0)
 done = sum(1 for d in (home / "runs" / "two_node").glob("trial_*") if list(d.glob("checkpoint_*/metrics.json")))
+import ray
 ray.shutdown()
 cluster.shutdown()
 print(json.dumps({"moved": bool(moved), "trials_done": done}))

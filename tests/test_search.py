@@ -240,7 +240,7 @@ def test_sweeps_at_concurrency_1_and_2_propose_the_same_and_store_the_study(swee
     monkeypatch.setattr(search, "N_STARTUP_TRIALS", 2)
     for conc in (1, 2):
         run("quickstart", num_samples=6, concurrency=conc, name=f"conc{conc}", progress=False, smoke_test=True,
-            write_report=False)
+            write_report=False, test_fraction=0.0)  # no held-out refit: this test is about the proposals
     a, b = (runs_root() / "conc1"), (runs_root() / "conc2")
     assert slots(a) == slots(b) and len(set(slots(a))) == 6
     for d in (a, b):

@@ -26,6 +26,16 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models on a shared 2-core machine: one torch thread avoids oversubscription (the planted
+    keyword test took 16-26 s with 2 threads under load, under 2 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     folder = text.find_minilm()
