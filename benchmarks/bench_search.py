@@ -2,7 +2,8 @@
 
 1. **quickstart, 16 trials, 2 at a time**, run twice on the same prepared cohort and embeddings:
    - ours: ``SweepSearcher`` (proposals in the space's fixed window, repeats answered not run), Tune run
-     as ``sweeps.runner`` runs it (idle actors kept while the window waits: ``sweeps.actors``),
+     as ``sweeps.runner`` runs it (idle actors kept while the window waits, trial actors in the workers Ray
+     started with the trial code imported: ``sweeps.actors``),
    - free-running: what ``sweeps.runner`` did before it, ``OptunaSearch(TPESampler(seed, n_startup_trials=8))``
      with ``max_concurrent_trials=2`` (proposals as soon as a slot frees, results as they come).
    For each: wall time of the Tune run, configurations computed more than once (trials minus distinct
@@ -66,7 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None, keep_actors: bool = False):
     """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)]). ``keep_actors``: as
     ``sweeps.runner`` runs Tune (``sweeps.actors.keep_idle_actors``: idle actors wait for the window)."""
-    from sweeps.actors import keep_idle_actors
+    from sweeps.actors import keep_idle_actors, plain_trial_actors
+    from sweeps.runner import local_worker_env
 
     from ray import tune
 
@@ -79,7 +81,7 @@ def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
     t0 = time.perf_counter()
-    with keep_idle_actors(CONCURRENCY if keep_actors else 0):
+    with keep_idle_actors(CONCURRENCY if keep_actors else 0), plain_trial_actors(local_worker_env() if keep_actors else None):
         grid = tuner.fit()
     wall = time.perf_counter() - t0
     rows = []

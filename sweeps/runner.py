@@ -482,7 +482,7 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None, pr
         ctx = ray.init(**kwargs)
     elif not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-        with _loopback_node(), _any_agent_port(), _preloaded_workers() if preload else nullcontext():
+        with _loopback_node(), _any_agent_port(), _preloaded_workers() if preload else nullcontext(), _worker_env():
             ctx = ray.init(**kwargs)
         ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
         if ip and ip != "127.0.0.1":
@@ -545,6 +545,35 @@ class _preloaded_workers:
     def __exit__(self, *exc):
         if self.env is None:
             os.environ.pop(PRELOAD_ENV, None)
+
+
+TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}  # what Tune sets on every trial actor (sweeps.actors.plain_trial_actors)
+_local_worker_env: dict | None = None  # the environment the local Ray this process started gave its workers
+
+
+def local_worker_env() -> dict | None:
+    """The environment of the workers of the local Ray that :func:`start_ray` started (None: none, or
+    a cluster joined by address, whose workers' environment this process does not know)."""
+    return _local_worker_env
+
+
+class _worker_env:
+    """While a local Ray starts: Tune's trial-actor variables (:data:`TUNE_WORKER_ENV`) in the
+    environment its processes inherit; the environment is recorded (:func:`local_worker_env`)."""
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in TUNE_WORKER_ENV}
+        os.environ.update(TUNE_WORKER_ENV)
+
+    def __exit__(self, exc_type, *exc):
+        global _local_worker_env
+        if exc_type is None:
+            _local_worker_env = dict(os.environ)
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 loopback_node = _loopback_node  # public, for sweeps.jobs: a client of a loopback-bound cluster needs it too
@@ -779,9 +808,10 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
-    from .actors import keep_idle_actors
+    from .actors import keep_idle_actors, plain_trial_actors
 
-    with keep_idle_actors(concurrency):  # idle actors wait for the searcher's window instead of restarting
+    # idle actors wait for the searcher's window instead of restarting; trial actors take Ray's started workers
+    with keep_idle_actors(concurrency), plain_trial_actors(local_worker_env()):
         return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
 
 

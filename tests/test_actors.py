@@ -120,23 +120,39 @@ def test_preload_only_when_every_started_worker_will_run_trials(monkeypatch):
 
 
 PRELOAD_PROBE = """
-import sys
-import ray
-from sweeps.runner import start_ray
-for preload in (True,):  # without it a new worker has imported only Ray (checked by hand: False False)
-    start_ray(None, "127.0.0.1", 1, preload=preload)
+import os, sys, tempfile, time
+from ray import tune
+from sweeps.actors import plain_trial_actors
+from sweeps.runner import local_worker_env, start_ray
 
-    @ray.remote(num_cpus=1)
-    class Probe:
-        def imported(self):
-            return "trainables.trainable" in sys.modules
+start_ray(None, "127.0.0.1", 1, preload=True)
+time.sleep(8)  # the worker Ray started imports the trial code meanwhile (the driver loads embeddings then)
 
-    print("PRELOAD", preload, ray.get(Probe.remote().imported.remote()), flush=True)
-    ray.shutdown()
+
+def born() -> float:  # this process's start time (Linux: /proc)
+    ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+    btime = int(next(ln for ln in open("/proc/stat") if ln.startswith("btime")).split()[1])
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def probe(config):
+    warm = "trainables.trainable" in sys.modules  # before this trial imported anything
+    tune.report({"warm": warm, "born": born()})
+
+
+t0 = time.time()
+with plain_trial_actors(local_worker_env()):
+    grid = tune.Tuner(tune.with_resources(probe, {"cpu": 1}), tune_config=tune.TuneConfig(num_samples=1),
+                      run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), verbose=0)).fit()
+m = grid[0].metrics
+print("PROBE", m["warm"], m["born"] < t0 - 4, flush=True)  # born as Ray started (8 s before), not for this trial
 """
 
 
-def test_a_local_ray_started_with_preload_gives_actors_a_worker_with_the_trial_code_imported():
+def test_a_trial_actor_runs_in_a_worker_ray_started_before_the_sweep_with_the_trial_code_imported():
+    """Tune gives every trial actor a runtime environment, and Ray a new worker to any actor with one:
+    without ``plain_trial_actors`` the probe runs in a worker born just before it (checked by hand: the
+    probe prints ``PROBE True False``), not in the one Ray started with the job."""
     import subprocess
     import sys
     from pathlib import Path
@@ -147,6 +163,6 @@ def test_a_local_ray_started_with_preload_gives_actors_a_worker_with_the_trial_c
     out = subprocess.run([sys.executable, "-c", PRELOAD_PROBE], cwd=repo, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PRELOAD")]
-    assert lines == ["PRELOAD True True"], out.stdout[-2000:] + out.stderr[-2000:]
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE")]
+    assert lines == ["PROBE True True"], out.stdout[-2000:] + out.stderr[-2000:]
     assert "RAY_preload_python_modules" not in os.environ
