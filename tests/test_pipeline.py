@@ -77,6 +77,45 @@ def test_fold_bags_keep_fitted_statistics_only_and_read_only_bags_stay_untouched
     assert kept and all(a is None or a.nbytes <= 12 * 5 * 4 for a in kept), "only (D,) statistics and a (D, k) projection"
 
 
+def _standardiser_before(X, mask, train, pca_dim):
+    """The standardiser as it was fitted before one eigh served every pca_dim of a fold (reference)."""
+    rows, slots = np.nonzero(mask[train])
+    real_tr = X[train[rows], slots].copy()
+    mu, sd = real_tr.mean(0), real_tr.std(0) + 1e-6
+    if pca_dim and pca_dim < X.shape[-1] and len(real_tr) > pca_dim:
+        R = (real_tr - mu) / sd
+        evals, evecs = np.linalg.eigh(R.T @ R / len(R))
+        W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))
+        return mu, sd, (W / sd[:, None]).astype(np.float32)
+    return mu, sd, None
+
+
+def test_one_eigh_per_fold_serves_every_pca_dim_bit_for_bit(monkeypatch):
+    """The fold memo keeps the leading eigenpairs once per fold: pca_dim 3, then 5 and 1 reuse them (one
+    eigh); 8 and 11 need more than is kept and compute again; 12 (= D) is no PCA. Every projection equals,
+    bit for bit, the one the standardiser fitted alone before this memo existed."""
+    import trainables.pipeline as pipeline
+
+    rng = np.random.default_rng(4)
+    X = (rng.normal(size=(40, 6, 12)) * 3 - 1).astype(np.float32)
+    mask = rng.random((40, 6)) > 0.25
+    X[~mask] = 0.0
+    d = TrialData(np.zeros(40, int), np.arange(40), ("a", "b"), ["s"], {"s": (X, mask)})
+    train = np.arange(5, 40)
+    order = (3, 5, 1, 3, 8, 11, 12)
+    refs = [_standardiser_before(X, mask, train, pca) for pca in order]
+    calls, real_eigh = [], np.linalg.eigh
+    monkeypatch.setattr(pipeline.np.linalg, "eigh", lambda a: calls.append(a.shape) or real_eigh(a))
+    monkeypatch.setattr(pipeline, "EIG_KEEP", 6)
+    for pca, (ref_mu, ref_sd, ref_P) in zip(order, refs):
+        pipeline._fold_bags(d, train, pca)
+        (fold,) = d.extra["fold_moments"]
+        mu, sd, P = d.extra["fold_bags"][(pca, fold)]["s"]
+        assert np.array_equal(mu, ref_mu) and np.array_equal(sd, ref_sd), pca
+        assert (P is None) == (ref_P is None) and (P is None or np.array_equal(P, ref_P)), pca
+    assert len(calls) == 3, calls  # 3 (keeps 6: serves 5, 1), 8, 11
+
+
 def test_fitted_poolers_are_reused_across_trials_with_the_same_numbers(monkeypatch):
     """A reused actor's trials that differ only after the pooling (head, resampling) reuse the attention
     poolers the first one fitted: the same probabilities, attention and torch RNG state afterwards as

@@ -81,25 +81,55 @@ def _standardise(bags, train, pca_dim: int = 0):
     return {m: _apply(X, mask, _fit_standardiser(X, mask, train, pca_dim)) for m, (X, mask) in bags.items()}
 
 
-def _fit_standardiser(X: np.ndarray, mask: np.ndarray, train: np.ndarray, pca_dim: int):
-    """``(mu (D,), sd (D,), P (D, k) or None)`` fitted on the real instances of the ``train`` samples of
-    one modality's bag ``X`` (n, N, D), ``mask`` (n, N). Memory: one copy of those instances (not of
-    the training bags with their padding) and one temporary of the same size."""
+EIG_KEEP = 64  # leading eigenpairs kept per fold and modality: every pca_dim up to this reuses one eigh
+
+
+def _fit_moments(X: np.ndarray, mask: np.ndarray, train: np.ndarray, pca_dim: int):
+    """``(mu (D,), sd (D,), evals (j,), evecs (D, j), n)`` fitted on the real instances of the ``train``
+    samples of one modality's bag ``X`` (n, N, D), ``mask`` (n, N): the leading ``j = min(D,
+    max(pca_dim, EIG_KEEP))`` eigenpairs (descending) of the standardised instances' covariance, which
+    :func:`_project` turns into any ``pca_dim <= j``; evals/evecs None without ``pca_dim`` or with
+    fewer than 2 instances. Memory: one copy of those instances and one temporary of the same size."""
     rows, slots = np.nonzero(mask[train])  # row-major: the order X[train][mask[train]] would give
     real_tr = X[train[rows], slots]  # (n_inst_train, D)
     del rows, slots
-    if len(real_tr) < 2:
-        mu, sd = np.zeros(X.shape[-1], np.float32), np.ones(X.shape[-1], np.float32)
+    n, D = len(real_tr), X.shape[-1]
+    if n < 2:
+        mu, sd = np.zeros(D, np.float32), np.ones(D, np.float32)
     else:
         mu, sd = real_tr.mean(0), real_tr.std(0) + 1e-6
-    if pca_dim and pca_dim < X.shape[-1] and len(real_tr) > pca_dim:
-        R = np.subtract(real_tr, mu, out=real_tr)  # in place: (real_tr - mu) / sd, without two more copies
-        R /= sd
-        evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
-        del R, real_tr
-        W = evecs[:, ::-1][:, :pca_dim] / np.sqrt(np.maximum(evals[::-1][:pca_dim], 1e-6))  # whitened
-        return mu, sd, (W / sd[:, None]).astype(np.float32)  # (D, k): standardise and project in one matmul
-    return mu, sd, None
+    if not (pca_dim and pca_dim < D and n > pca_dim):
+        return mu, sd, None, None, n
+    R = np.subtract(real_tr, mu, out=real_tr)  # in place: (real_tr - mu) / sd, without two more copies
+    R /= sd
+    evals, evecs = np.linalg.eigh(R.T @ R / len(R))  # ascending
+    del R, real_tr
+    j = min(D, max(pca_dim, EIG_KEEP))
+    return mu, sd, evals[::-1][:j].copy(), evecs[:, ::-1][:, :j].copy(), n
+
+
+def _project(moments, pca_dim: int):
+    """``(mu, sd, P (D, k) or None)`` from :func:`_fit_moments`' result: standardise and project on the
+    whitened top ``pca_dim`` components in one matmul; None when PCA does not apply."""
+    mu, sd, evals, evecs, n = moments
+    D = len(mu)
+    if not (pca_dim and pca_dim < D and n > pca_dim) or evecs is None:
+        return mu, sd, None
+    W = evecs[:, :pca_dim] / np.sqrt(np.maximum(evals[:pca_dim], 1e-6))  # whitened
+    return mu, sd, (W / sd[:, None]).astype(np.float32)  # (D, k)
+
+
+def _serves(moments, pca_dim: int) -> bool:
+    """Whether :func:`_fit_moments`' result holds what ``pca_dim`` needs (enough eigenpairs where PCA applies)."""
+    mu, _sd, _evals, evecs, n = moments
+    applies = pca_dim and pca_dim < len(mu) and n > pca_dim
+    return not applies or (evecs is not None and evecs.shape[1] >= pca_dim)
+
+
+def _fit_standardiser(X: np.ndarray, mask: np.ndarray, train: np.ndarray, pca_dim: int):
+    """``(mu (D,), sd (D,), P (D, k) or None)`` fitted on the real instances of the ``train`` samples of
+    one modality's bag ``X`` (n, N, D), ``mask`` (n, N) (:func:`_fit_moments`, :func:`_project`)."""
+    return _project(_fit_moments(X, mask, train, pca_dim), pca_dim)
 
 
 def _apply(X: np.ndarray, mask: np.ndarray, fitted) -> tuple[np.ndarray, np.ndarray]:
@@ -122,16 +152,24 @@ def _apply(X: np.ndarray, mask: np.ndarray, fitted) -> tuple[np.ndarray, np.ndar
 def _fold_bags(data: TrialData, train: np.ndarray, pca_dim: int):
     """``_standardise`` with its fitted part memoised per worker process: it depends only on the fold's
     training part and ``pca_dim``, so trials on a reused actor (and the arms of one trial) share it.
-    Only the fitted statistics and projections (a few kB a modality) are kept, never standardised
-    bags: those are rebuilt from the bags on each use."""
+    Only the fitted statistics and projections (a few kB a modality) and, per fold, the leading
+    eigenpairs (``EIG_KEEP`` x D float64, 256 kB at D=512: one eigh serves every ``pca_dim``) are kept,
+    never standardised bags: those are rebuilt from the bags on each use."""
     if not pca_dim:
         return _standardise(data.bags, train, 0)
     memo = data.extra.setdefault("fold_bags", {})
-    key = (pca_dim, hashlib.blake2b(np.ascontiguousarray(train).tobytes(), digest_size=8).hexdigest())
+    moments = data.extra.setdefault("fold_moments", {})  # one eigh per fold and modality, every pca_dim <= EIG_KEEP
+    fold = hashlib.blake2b(np.ascontiguousarray(train).tobytes(), digest_size=8).hexdigest()
+    key = (pca_dim, fold)
     if key not in memo:
         if len(memo) >= 16:  # a few folds x a few PCA sizes; keep memory bounded
             memo.clear()
-        memo[key] = {m: _fit_standardiser(X, mask, train, pca_dim) for m, (X, mask) in data.bags.items()}
+        mom = moments.get(fold)
+        if mom is None or not all(_serves(v, pca_dim) for v in mom.values()):
+            if len(moments) >= 16:
+                moments.clear()
+            mom = moments[fold] = {m: _fit_moments(X, mask, train, pca_dim) for m, (X, mask) in data.bags.items()}
+        memo[key] = {m: _project(mom[m], pca_dim) for m in data.bags}
     return {m: _apply(X, mask, memo[key][m]) for m, (X, mask) in data.bags.items()}
 
 
