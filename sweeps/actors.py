@@ -25,17 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def _cache_class():
-    """Tune's actor cache class, or None when this Ray's Tune has another shape."""
+    """(Tune's controller module, the actor cache class it builds from), or (None, None) when this
+    Ray's Tune has another shape. The class is read from the module it is patched in (it is Tune's
+    private ``_ObjectCache``: there is no public way to change how many idle actors Tune keeps)."""
     try:
         from ray.tune.execution import tune_controller
-        from ray.tune.utils.object_cache import _ObjectCache
     except ImportError:
         return None, None
+    base = getattr(tune_controller, "_ObjectCache", None)
     needed = ("cache_object", "flush_cached_objects", "_cached_objects", "_max_num_objects", "_num_cached_objects")
-    probe = _ObjectCache()
-    if not all(hasattr(probe, a) for a in needed) or getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
+    if not isinstance(base, type) or not all(hasattr(base(), a) for a in needed):
         return None, None
-    return tune_controller, _ObjectCache
+    return tune_controller, base
 
 
 def keeping_cache(base, keep: int):
@@ -103,9 +104,9 @@ class plain_trial_actors:
 
     Tune registers every trainable with ``runtime_env={"env_vars": {...}}`` (``PL_DISABLE_FORK=1`` and a
     few variables it copies from the driver). Ray gives an actor with any runtime environment of its
-    own a new worker process, never one it started with the job: measured here, such an actor was ready
-    after 7.0 s against 0.2 s in a started, preloaded worker (a placement group, as Tune uses, changes
-    nothing). When every one of those variables already has that value in ``worker_env`` (the
+    own a new worker process, never one it started with the job: such an actor was ready after 7.3 s
+    against 1.5 s in a started, preloaded worker (``benchmarks/bench_workers.py``; a placement group,
+    as Tune uses, changes nothing). When every one of those variables already has that value in ``worker_env`` (the
     environment a local Ray was started with, which its workers inherit), the class is registered
     without a runtime environment: the same environment, a warm worker. Otherwise (a cluster joined by
     address: ``worker_env`` None) Tune does as it does. Only on the Tune shape it was written for."""

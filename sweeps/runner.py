@@ -523,7 +523,7 @@ TRIAL_MODULES = "trainables.trainable"  # what a trial's actor imports first (to
 def preload_trial_code(cpus_per_trial: float, concurrency: int | None) -> bool:
     """Whether a local Ray's worker processes should import the trial code as they start. Ray starts
     one worker per CPU; with the trial code imported each holds about 390 MB of its own memory
-    (``ray::IDLE``, measured on this project's machine), which a trial's actor needs anyway. So only
+    (``ray::IDLE``; ``benchmarks/bench_workers.py``: 392 against 42-59 MB), which a trial's actor needs anyway. So only
     when every one of them will run trials: 1 CPU (or less) per trial at full concurrency."""
     return cpus_per_trial <= 1 and (concurrency is None or concurrency * cpus_per_trial >= local_cpus())
 

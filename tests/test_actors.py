@@ -125,7 +125,7 @@ from ray import tune
 from sweeps.actors import plain_trial_actors
 from sweeps.runner import local_worker_env, start_ray
 
-start_ray(None, "127.0.0.1", 1, preload=True)
+start_ray(None, "127.0.0.1", 2, preload=True)  # with 1 CPU, Tune's own start-up may take the one started worker
 time.sleep(8)  # the worker Ray started imports the trial code meanwhile (the driver loads embeddings then)
 
 
