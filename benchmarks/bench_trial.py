@@ -4,11 +4,14 @@ of issue 16 item 8, in one process (no Ray, so no actor start-up or scheduling i
 - before: what each trial computed before: its attention poolers fitted afresh (the worker's memo of
   fitted poolers emptied before every trial) and its metrics through scikit-learn
   (``trainables.metrics.sklearn_metrics``);
+  and its torch models (attention poolers, the MLP head) trained with ``torch.optim`` (``FlatAdam`` off);
 - after: the code as it is: poolers fitted once per fold, PCA size and class weighting on a worker and
-  reused by its later trials (``trainables.pipeline._fitted_poolers``), metrics in numpy.
+  reused by its later trials (``trainables.pipeline._fitted_poolers``), metrics in numpy, the poolers and
+  the MLP head trained with ``trainables.training.FlatAdam`` (the same arithmetic on one flat buffer).
 
 Both run the same 24 configurations on the same ``TrialData`` (its PCA memo warmed for both beforehand)
-with one torch thread, as a trial does; the results must be identical (checked, bit for bit). Timed in
+with one thread in every pool (torch, BLAS, OpenMP: ``trainables.threads.limit_threads(1)``), as a
+trial does; the results must be identical (checked, bit for bit). Timed in
 CPU seconds of this process (``time.process_time``), which a busy machine inflates less than wall time;
 wall seconds are printed beside them.
 
@@ -57,7 +60,10 @@ def main(argv=None) -> int:
     from trainables.metrics import sklearn_metrics
     from trainables.trainable import trial_data
 
-    torch.set_num_threads(1)
+    import trainables.training as training
+    from trainables.threads import limit_threads
+
+    limit_threads(1)
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench_trial_"))
     try:
         root = work / "cohort" / f"seed0-n{a.patients}"
@@ -73,9 +79,10 @@ def main(argv=None) -> int:
                    for h in space["head"].categories]
 
         def run(before: bool) -> tuple[float, float, list]:
-            real = pipeline.compute_metrics
+            real, flat = pipeline.compute_metrics, training.FlatAdam.usable
             if before:
                 pipeline.compute_metrics = sklearn_metrics
+                training.FlatAdam.usable = staticmethod(lambda params, o: False)
             data.extra.pop("fitted_poolers", None)
             out = []
             c0, w0 = time.process_time(), time.perf_counter()
@@ -85,8 +92,10 @@ def main(argv=None) -> int:
                         data.extra.pop("fitted_poolers", None)
                     out.append(pipeline.evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed))
             finally:
-                pipeline.compute_metrics = real
+                pipeline.compute_metrics, training.FlatAdam.usable = real, flat
             return time.process_time() - c0, time.perf_counter() - w0, out
+
+        import torch._dynamo  # noqa: F401  (torch.optim's first step imports it, ~3 s once per worker: not timed here)
 
         for pca in space["pca_dim"].categories:  # imports, and the PCA memo for both sizes: neither side pays them
             pipeline.evaluate({**configs[0], "pca_dim": pca}, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed)

@@ -14,20 +14,17 @@ on PYTHONPATH before ``ray.init``. Use it as::
 
 from __future__ import annotations
 
-import os
-
 
 def naive_trial(config: dict, cohort_root: str, n_patients: int, arms: dict, folds: int, seed: int, metric: str,
                 mode: str) -> None:
-    import torch
     from ray import tune
 
     from trainables.data import synthetic
     from trainables.embed import run_encoder
     from trainables.pipeline import TrialData, build_bags, evaluate, flatten
+    from trainables.threads import limit_threads
 
-    cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)  # as sweep_trial does
-    torch.set_num_threads(max(1, cpus))
+    limit_threads()  # as sweep_trial does: torch, BLAS and OpenMP pools to the trial's CPUs
 
     # 1. cohort, from disk, every trial (the same call the platform's cohort adapter makes)
     cohort = synthetic.load(cohort_root, n_patients=n_patients)  # already generated there: read only

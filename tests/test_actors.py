@@ -137,7 +137,12 @@ def born() -> float:  # this process's start time (Linux: /proc)
 
 def probe(config):
     warm = "trainables.trainable" in sys.modules  # before this trial imported anything
-    tune.report({"warm": warm, "born": born()})
+    from trainables.threads import limit_threads, pool_sizes
+
+    before = pool_sizes()  # loaded as the worker started, before Ray set OMP_NUM_THREADS for this trial
+    limit_threads()  # what sweep_trial does first
+    tune.report({"warm": warm, "born": born(), "wide": max(v for k, v in before.items() if k != "torch"),
+                 "narrowed": max(pool_sizes().values()), "omp": os.environ.get("OMP_NUM_THREADS")})
 
 
 t0 = time.time()
@@ -146,10 +151,11 @@ with plain_trial_actors(local_worker_env()):
                       run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), verbose=0)).fit()
 m = grid[0].metrics
 print("PROBE", m["warm"], m["born"] < t0 - 4, flush=True)  # born as Ray started (8 s before), not for this trial
+print("POOLS", m["omp"], m["wide"], m["narrowed"], flush=True)
 """
 
 
-def test_a_trial_actor_runs_in_a_worker_ray_started_before_the_sweep_with_the_trial_code_imported():
+def test_a_trial_actor_runs_in_a_worker_ray_started_before_the_sweep_with_the_trial_code_imported_and_narrows_its_pools():
     """Tune gives every trial actor a runtime environment, and Ray a new worker to any actor with one:
     without ``plain_trial_actors`` the probe runs in a worker born just before it (checked by hand: the
     probe prints ``PROBE True False``), not in the one Ray started with the job."""
@@ -166,3 +172,10 @@ def test_a_trial_actor_runs_in_a_worker_ray_started_before_the_sweep_with_the_tr
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE")]
     assert lines == ["PROBE True True"], out.stdout[-2000:] + out.stderr[-2000:]
     assert "RAY_preload_python_modules" not in os.environ
+    # such a worker loaded BLAS and OpenMP before Ray told it its CPUs (OMP_NUM_THREADS=1): their pools
+    # have a thread per core until limit_threads (trainables.threads) narrows them
+    (pools,) = [ln.split()[1:] for ln in out.stdout.splitlines() if ln.startswith("POOLS")]
+    omp, wide, narrowed = pools[0], int(pools[1]), int(pools[2])
+    assert omp == "1" and narrowed == 1, pools
+    if (os.cpu_count() or 1) > 1:
+        assert wide > 1, f"premise of trainables.threads: a pool wider than the trial's 1 CPU, got {pools}"

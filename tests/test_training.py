@@ -411,3 +411,80 @@ def test_pooling_training_options_from_a_space_reach_the_pooler_training():
     for opts in ({"epochs": 2}, {"grad_clip": 1e-3}, {"semi_supervised": "mean_teacher", "hidden_label_fraction": 0.5},
                  {"init": "xavier"}, {"schedule": "cosine"}):
         assert not np.allclose(proba(**opts), base), opts
+
+
+class _WithSpare(nn.Module):
+    """An MLP with a layer that only some steps use: torch.optim skips a parameter without a gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        self.spare = nn.Linear(6, 3)
+
+    def forward(self, x, use_spare):
+        return self.body(x) + (self.spare(x) if use_spare else 0)
+
+
+@pytest.mark.parametrize("name,wd", [("adamw", 1e-2), ("adam", 1e-3), ("adamw", 0.0)])
+def test_flat_adam_computes_what_torch_optim_computes_bit_for_bit(name, wd):
+    """FlatAdam (trainables.training) against torch.optim on identical models, including steps where
+    one layer gets no gradient (torch.optim skips it and its step count waits), then ``release``
+    gives every parameter its own storage again (safetensors refuses shared storage)."""
+    from safetensors.torch import save
+
+    from trainables.training import FlatAdam
+
+    torch.manual_seed(0)
+    ref = _WithSpare()
+    ours = copy.deepcopy(ref)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    opt_ref = (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(ref.parameters(), lr=1e-2, weight_decay=wd)
+    opt = FlatAdam(list(ours.parameters()), lr=1e-2, weight_decay=wd, decoupled=name == "adamw")
+    for step in range(12):
+        use_spare = step % 3 == 0 or step > 8
+        for model, o in ((ref, opt_ref), (ours, opt)):
+            o.zero_grad()
+            nn.functional.cross_entropy(model(x, use_spare), y).backward()
+            o.step()
+        assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), ours.parameters())), f"step {step}"
+    opt.release()
+    ptrs = {p.untyped_storage().data_ptr() for p in ours.parameters()}
+    assert len(ptrs) == len(list(ours.parameters())), "parameters still share the flat buffer"
+    save({k: v.contiguous() for k, v in ours.state_dict().items()})  # raises on shared storage
+    assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), ours.parameters()))
+
+
+def test_fit_uses_flat_adam_only_where_it_matches_torch_optim():
+    from trainables.training import FlatAdam
+
+    params = list(nn.Linear(3, 2).parameters())
+    assert FlatAdam.usable(params, TrainOptions())
+    assert FlatAdam.usable(params, TrainOptions(optimizer="adam"))
+    assert not FlatAdam.usable(params, TrainOptions(optimizer="sgd"))
+    assert not FlatAdam.usable(params, TrainOptions(schedule="cosine")), "schedulers need a torch.optim optimizer"
+    assert not FlatAdam.usable([p.double() for p in params], TrainOptions())
+
+
+def test_trial_models_train_without_importing_torch_dynamo():
+    """torch.optim's first step imports torch._dynamo (about 3 s, once per worker process); the MLP
+    head and the poolers train through FlatAdam and never pay it. In a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, torch\n"
+        "from trainables.heads import TorchMLPClassifier\n"
+        "from trainables.pooling import AttentionPool, fit_poolers\n"
+        "from tests_helpers import make_bags\n"
+        "X, m, y, _ = make_bags(30, 3)\n"
+        "TorchMLPClassifier(epochs=2).fit(X[:, 0], y)\n"
+        "fit_poolers({'a': AttentionPool(8, 16)}, {'a': (X, m)}, y, 2, epochs=2)\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
+        "print('ok')\n")
+    import os
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

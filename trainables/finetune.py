@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -55,6 +54,7 @@ from .pooling import POOLINGS
 from .record import find_completed, report_record, result_arrays
 from .registry import build
 from .splits import grouped_folds
+from .threads import limit_threads
 from .training import TRAIN_OPTION_NAMES, TrainOptions, fit, options_from, training_device
 
 log = logging.getLogger("sweeps.finetune")
@@ -428,6 +428,6 @@ def finetune_trial(config: dict, handle: DataHandle) -> None:
     if done is not None:
         tune.report(done.metrics)
         return
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+    limit_threads()  # torch, BLAS and OpenMP pools to this trial's CPUs (see trainables.threads)
     results = run_finetune(config, handle, report=tune.report)
     report_record(config, flatten(results, handle.metric, handle.mode), result_arrays(results))

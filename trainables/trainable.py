@@ -5,7 +5,6 @@ process, and keeps the bags in memory across trials when Tune reuses the actor.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .handle import DataHandle
 from .pipeline import TrialData, build_bags, evaluate, flatten
 from .progress import fold_result
 from .record import COMPUTE_KEY, find_completed, report_record, result_arrays
+from .threads import limit_threads
 
 
 _MEMO: dict[str, TrialData] = {}
@@ -94,7 +94,6 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
     result (the running out-of-fold metrics, ``folds_done`` < ``n_folds``, no checkpoint:
     :mod:`trainables.progress`); then the final one, ``folds_done == n_folds``, with the trial's record.
     A record already on disk (a resumed trial) is reported again, once, as the final result."""
-    import torch
     from ray import tune
 
     done = find_completed(config, handle.run_dir)
@@ -102,8 +101,7 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
         tune.report(fold_result(done.metrics, handle.folds, handle.folds))
         return
 
-    cpus = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-    torch.set_num_threads(max(1, cpus))
+    limit_threads()  # torch, BLAS and OpenMP pools to this trial's CPUs (see trainables.threads)
     data = trial_data(handle, config.get("encoder"), config.get("preprocessing", "grayscale_norm"))
 
     reporting = [0.0]  # seconds spent handing per-fold results to Tune: not compute
