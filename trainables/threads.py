@@ -6,9 +6,9 @@ load do not see it in a worker that loaded them before: the workers ``sweeps.run
 with ``RAY_preload_python_modules`` import torch, numpy, scikit-learn and SciPy as they start. Measured
 in such a worker on this 2-core machine (tests/test_actors.py's probe): ``OMP_NUM_THREADS=1``, yet
 OpenBLAS (numpy's and SciPy's), OpenMP and torch each ran 2 threads. With two trials at a time, every
-eigendecomposition, L-BFGS step and LightGBM tree then fought for the cores: the 24 ``benchmark24``
-trials took 42 CPU s with the pools at 2 threads and 18 CPU s at 1 (cProfile of ``pipeline.evaluate``
-beside a test run, load average 3.8). On a 16-core box running 16 trials at a time, the oversubscription is 16-fold.
+eigendecomposition, L-BFGS step and LightGBM tree then fought for the cores, its threads spinning
+(``benchmarks/bench_sweep.py`` measures sweeps as they run; the README quotes the figures before and
+after this). On a 16-core box running 16 trials at a time, the oversubscription is 16-fold.
 
 :func:`limit_threads` sets torch's intra-op pool and, through ``threadpoolctl``, every BLAS and OpenMP
 pool loaded so far; OpenMP runtimes loaded later read ``OMP_NUM_THREADS``, which is set by then.
