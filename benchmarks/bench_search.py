@@ -64,33 +64,73 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def idle_times(events: list[tuple], fit_start: float, fit_end: float) -> dict[str, float]:
+    """Worker seconds outside trials, summed over the workers, from the driver's view of each trial
+    (``on_trial_start`` to ``on_trial_complete``, by the worker's pid): ``start`` (from the Tune run's
+    start to each worker's first trial: actor start-up, and the trial code's imports where a worker has
+    not finished them), ``between`` (between two trials of one worker: Tune's hand-over, and the searcher's
+    proposal window), ``end`` (from each worker's last trial to the run's end)."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    began: dict[str, float] = {}
+    pid_of: dict[str, int] = {}
+    for t, kind, tid, pid in events:
+        if kind == "start":
+            began[tid] = t
+        elif kind == "result" and pid is not None:
+            pid_of[tid] = pid
+        elif kind == "complete" and tid in began:
+            spans.setdefault(pid_of.get(tid, -1), []).append((began[tid], t))
+    out = {"start": 0.0, "between": 0.0, "end": 0.0}
+    for runs in spans.values():
+        runs.sort()
+        out["start"] += runs[0][0] - fit_start
+        out["between"] += sum(max(0.0, b[0] - a[1]) for a, b in zip(runs, runs[1:]))
+        out["end"] += fit_end - runs[-1][1]
+    return out
+
+
 def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None, keep_actors: bool = False):
-    """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)]). ``keep_actors``: as
-    ``sweeps.runner`` runs Tune (``sweeps.actors.keep_idle_actors``: idle actors wait for the window)."""
+    """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)], idle worker seconds
+    (:func:`idle_times`)). ``keep_actors``: as ``sweeps.runner`` runs Tune
+    (``sweeps.actors.keep_idle_actors``: idle actors wait for the window)."""
     from sweeps.actors import keep_idle_actors, plain_trial_actors
     from sweeps.runner import local_worker_env
 
     from ray import tune
+    from ray.tune import Callback
+
+    events: list[tuple] = []
+
+    class Timeline(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            events.append((time.time(), "start", trial.trial_id, None))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            events.append((time.time(), "result", trial.trial_id, result.get("pid")))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            events.append((time.time(), "complete", trial.trial_id, None))
 
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=copy.deepcopy(param_space or {}),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=CONCURRENCY,
                                     reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[Timeline()],
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
-    t0 = time.perf_counter()
+    t0, s0 = time.perf_counter(), time.time()
     with keep_idle_actors(CONCURRENCY if keep_actors else 0), plain_trial_actors(local_worker_env() if keep_actors else None):
         grid = tuner.fit()
     wall = time.perf_counter() - t0
+    idle = idle_times(events, s0, s0 + wall)
     rows = []
     for r in grid:
         if r.error is not None:
             raise RuntimeError(f"{name}: a trial failed: {r.error}")
         m = r.metrics or {}
         rows.append((r.config, float(m.get("time_total_s", 0.0)), float(m.get("compute_s", 0.0))))
-    return wall, rows
+    return wall, rows, idle
 
 
 def recomputed(rows) -> tuple[int, int]:
@@ -137,18 +177,18 @@ def main(argv=None) -> int:
             s = SweepSearcher(copy.deepcopy(sp.space), metric=sp.metric, mode=sp.mode, seed=sp.seed, run_dir=run_dir,
                               study_name=name, num_samples=k, repeats=sp.repeats, window=sp.proposal_window)
             s.start()
-            wall, rows = tune_run(trainable, s, s.total_trials, tmp / "runs", name, keep_actors=True)
+            wall, rows, idle = tune_run(trainable, s, s.total_trials, tmp / "runs", name, keep_actors=True)
             state = json.loads((run_dir / "search.json").read_text())
-            return wall, rows, state
+            return wall, rows, state, idle
 
-        wall_w, rows_w, state = ours(spec, trainable, "quickstart-window", n)
+        wall_w, rows_w, state, idle_w = ours(spec, trainable, "quickstart-window", n)
         free = OptunaSearch(metric=spec.metric, mode=spec.mode,  # exactly as sweeps.runner built it before
                             sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
-        wall_f, rows_f = tune_run(trainable, free, n, tmp / "runs", "quickstart-free", param_space=spec.space)
+        wall_f, rows_f, _idle_f = tune_run(trainable, free, n, tmp / "runs", "quickstart-free", param_space=spec.space)
 
         b24 = load_space("benchmark24")
         _c, _fp, h24 = prepare(b24, progress=False)
-        wall_24, rows_24, state_24 = ours(b24, tune.with_parameters(sweep_trial, handle=h24), "benchmark24", 24)
+        wall_24, rows_24, state_24, _idle_24 = ours(b24, tune.with_parameters(sweep_trial, handle=h24), "benchmark24", 24)
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -172,6 +212,9 @@ def main(argv=None) -> int:
     print(f"ours: {state['repeats_answered']} proposal(s) repeated an evaluated configuration and were answered from it")
     print(f"ours: compute share {share:.3f} (sum of the trials' time inside evaluate {sum(c for *_, c in rows_w):.1f}s / "
           f"(wall {wall_w:.1f}s x {CONCURRENCY})); load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"ours: worker seconds outside trials (both workers): {idle_w['start']:.1f} before each one's first trial, "
+          f"{idle_w['between']:.1f} between trials, {idle_w['end']:.1f} after each one's last; in trials but outside "
+          f"evaluate: {sum(t - c for _, t, c in rows_w):.1f}")
     print(f"benchmark24: {len(rows_24)} trials, {dist_24} distinct, sampler {state_24['sampler']} ({state_24['note']}), "
           f"{wall_24:.1f}s")
     print(f"RESULT repeats_recomputed {rec_w}")
@@ -182,6 +225,8 @@ def main(argv=None) -> int:
     print(f"RESULT util_free {uf:.3f}")
     print(f"RESULT window_cost {1 - uw / uf:.3f}")
     print(f"RESULT compute_share {share:.3f}")
+    for k, v in idle_w.items():
+        print(f"RESULT idle_{k}_s {v:.1f}")
     print(f"RESULT distinct_24 {dist_24}")
     return 0
 
