@@ -53,7 +53,7 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     ``engine``: ``"ray"`` runs the stage on Ray Data (:mod:`trainables.embed_ray`: parallel reading and
     decoding, the encoder in an actor pool), ``"local"`` in this process (one reader thread beside the
     model), ``"auto"`` (default) the Ray path where it pays (a cluster of several nodes; on one node the
-    in-process path measured faster: Ray Data at 0.69 of it on 2 cores after its fixes; see
+    in-process path measured faster: Ray Data at 0.69-0.83 of it on 2 cores after its fixes; see
     :func:`trainables.embed_ray.worth_it`). Both give the same embeddings; the log says which ran, and
     the entry's meta records it.
 

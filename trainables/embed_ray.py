@@ -108,9 +108,9 @@ def worth_it(n_instances: int) -> tuple[bool, str]:
     before this stage's fixes Ray Data ran at 0.32 of the in-process images/s on 2 cores (its actor's
     torch pinned to one thread) and 0.44-0.61 on an H200 box with 16 cores (every preprocessed 224-px
     batch, three channels, crossed the object store; not re-measured since). After them, over the whole
-    quickstart cohort on 2 cores, 0.69 in the least loaded run (load average 3-8) and 0.76 / 1.27 at load
-    13-40 from other jobs: every run pays its encoder actor's start-up (a fresh process importing torch
-    and timm, seconds), and its steady state was slower too (not yet explained). So on one node the in-process path runs;
+    quickstart cohort on 2 cores, 0.83 in a run alone on the machine, 0.69 in the least loaded of the
+    earlier runs (load average 3-8) and 0.76 / 1.27 at load 13-40 from other jobs: every run pays its
+    encoder actor's start-up (a fresh process importing torch and timm, seconds). So on one node the in-process path runs;
     Ray Data runs where reading must spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it
     anywhere.
     """
@@ -123,7 +123,7 @@ def worth_it(n_instances: int) -> tuple[bool, str]:
         return True, f"{nodes} nodes: reading spreads over the cluster"
     res = ray.cluster_resources()
     return False, (f"one node ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs): the in-process stage "
-                   "measured faster there (Ray Data at 0.69 of it on 2 cores)")
+                   "measured faster there (Ray Data at 0.69-0.83 of it on 2 cores)")
 
 
 def actor_resources() -> tuple[int, float]:
