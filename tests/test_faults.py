@@ -412,13 +412,14 @@ def test_kill_during_embedding_run_again_kill_during_report_writing_then_resume(
     _assert_complete(env, "emb", 2)
 
 
-CTRLC_TRIALS = 10  # the Ctrl-C lands after the first of them: "k of 10" with 1 <= k < 10 (a smoke trial on a
-# warm actor takes about a second, so fewer could all end before the signal arrives)
+CTRLC_TRIALS = 16  # the Ctrl-C lands after the first of them: "k of 16" with 1 <= k < 16 (a smoke trial on a
+# warm actor takes well under a second now, and the socket checks before the signal about as long as a few
+# of them: fewer trials could all end before the signal arrives)
 
 
 def test_ctrl_c_exits_130_marks_the_report_and_resume_completes_it_and_ray_listens_on_loopback(env):
     """Items 3 and 10: SIGINT to the sweep's process group (what Ctrl-C sends) stops it with exit 130
-    and a report marked "Interrupted (k of 10 trials)"; `resume` finishes it. While trials run, every
+    and a report marked "Interrupted (k of 16 trials)"; `resume` finishes it. While trials run, every
     listening socket of the run's processes (Ray's GCS, raylet, workers, agents, dashboard) is on loopback."""
     run_dir = Path(env["SWEEPS_HOME"]) / "runs" / "ctrlc"
     proc = _start(env, "run", *SPACE, "--trials", str(CTRLC_TRIALS), "--name", "ctrlc")
