@@ -264,7 +264,7 @@ def one_trial(handle) -> dict:
 
 class _TrialWorker:
     """One trial worker: a Ray actor of one CPU, as Tune runs a trial (Ray gives it OMP_NUM_THREADS=1;
-    torch gets one thread, as ``sweep_trial`` sets it). Its first ``run`` is the worker's first trial:
+    torch, BLAS and OpenMP get one thread each, as ``sweep_trial`` sets them: ``limit_threads``). Its first ``run`` is the worker's first trial:
     ``trial_data`` reads the bags that ``share_bags`` put into the object store (zero-copy), then
     ``evaluate``."""
 
@@ -274,9 +274,9 @@ class _TrialWorker:
         return os.getpid()
 
     def run(self, handle) -> tuple[float, int]:
-        import torch
+        from trainables.threads import limit_threads
 
-        torch.set_num_threads(1)
+        limit_threads(1)
         t = time.perf_counter()
         one_trial(handle)
         return time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -39,3 +39,14 @@ def test_sweep_trial_limits_every_pool_to_its_cpus(monkeypatch):
             assert set(_pools().values()) == {1}, _pools()
         finally:
             torch.set_num_threads(torch_before)
+
+
+def test_a_bad_omp_num_threads_is_named_in_a_warning_and_one_thread_is_used(monkeypatch, caplog):
+    from trainables.threads import worker_cpus
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "two")
+    with caplog.at_level("WARNING", logger="sweeps.threads"):
+        assert worker_cpus() == 1
+    assert "OMP_NUM_THREADS='two'" in caplog.text
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_cpus() == 3

@@ -454,7 +454,7 @@ def test_flat_adam_computes_what_torch_optim_computes_bit_for_bit(name, wd):
     assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), ours.parameters()))
 
 
-def test_fit_uses_flat_adam_only_where_it_matches_torch_optim():
+def test_flat_adam_applies_only_where_it_matches_torch_optim():
     from trainables.training import FlatAdam
 
     params = list(nn.Linear(3, 2).parameters())

@@ -16,14 +16,18 @@ pool loaded so far; OpenMP runtimes loaded later read ``OMP_NUM_THREADS``, which
 
 from __future__ import annotations
 
+import logging
 import os
 
 
 def worker_cpus() -> int:
-    """The CPUs this process may use: ``OMP_NUM_THREADS`` where Ray (or the user) set it, else 1."""
+    """The CPUs this process may use: ``OMP_NUM_THREADS`` where Ray (or the user) set it, else 1. A value
+    that is not a whole number is logged as a warning naming the variable, and 1 is used."""
+    raw = os.environ.get("OMP_NUM_THREADS", "1") or "1"
     try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
+        return max(1, int(raw))
     except ValueError:
+        logging.getLogger("sweeps.threads").warning("OMP_NUM_THREADS=%r is not a whole number; the trial uses 1 thread", raw)
         return 1
 
 

@@ -177,7 +177,8 @@ class FlatAdam:
     The models trained inside a trial are tiny (a pooler, a two-layer MLP): a ``torch.optim`` step
     there is Python and dispatch overhead, about seven small ops per parameter tensor plus hooks and
     profiler records, and the first one imports ``torch._dynamo`` (seconds, once per worker). Here the
-    parameters become views into one flat tensor, so a step is seven ops in all. Each element sees the
+    parameters become views into one flat tensor, so a step is one ``cat`` of the gradients and at most eight
+    elementwise ops in all. Each element sees the
     same operations in the same order as in ``torch.optim``, so the results are identical (tested on the
     CPU; on CUDA ``torch.optim`` defaults to its multi-tensor path, the same operations batched per list,
     which is not compared here). An exception inside ``fit`` leaves the parameters as views of the buffer.
