@@ -18,7 +18,9 @@
 Prints ``RESULT repeats_recomputed N`` (ours, target 0), ``RESULT repeats_recomputed_free N``,
 ``RESULT wall_window_s``, ``RESULT wall_free_s``, ``RESULT util_window``, ``RESULT util_free``,
 ``RESULT window_cost`` (1 - util_window / util_free), ``RESULT compute_share`` (ours, quickstart;
-target >= 0.8) and ``RESULT distinct_24 N``.
+target >= 0.8), ``RESULT idle_{start,between,end}_s`` and ``RESULT report_s`` (where the rest went, see
+:func:`idle_times`; ``report_s``: the trials' seconds handing per-fold results to Tune) and
+``RESULT distinct_24 N``.
 
 Run (about 12 minutes on 2 quiet cores at the defaults; ``--smoke`` 40 patients, about 4)::
 
@@ -92,8 +94,8 @@ def idle_times(events: list[tuple], fit_start: float, fit_end: float) -> dict[st
 def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=None, keep_actors: bool = False):
     """One Tune run; returns (wall seconds, [(config, time_total_s, compute_s)], idle worker seconds
     (:func:`idle_times`)). ``keep_actors``: as ``sweeps.runner`` runs Tune
-    (``sweeps.actors.keep_idle_actors``: idle actors wait for the window)."""
-    from sweeps.actors import keep_idle_actors, plain_trial_actors
+    (``sweeps.actors``: idle actors wait for the window, per-fold results in batches)."""
+    from sweeps.actors import buffered_results, keep_idle_actors, plain_trial_actors
     from sweeps.runner import local_worker_env
 
     from ray import tune
@@ -120,17 +122,23 @@ def tune_run(trainable, searcher, n: int, storage: Path, name: str, param_space=
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
     t0, s0 = time.perf_counter(), time.time()
-    with keep_idle_actors(CONCURRENCY if keep_actors else 0), plain_trial_actors(local_worker_env() if keep_actors else None):
+    with keep_idle_actors(CONCURRENCY if keep_actors else 0), plain_trial_actors(local_worker_env() if keep_actors else None), \
+            buffered_results(keep_actors):
         grid = tuner.fit()
     wall = time.perf_counter() - t0
     idle = idle_times(events, s0, s0 + wall)
     rows = []
+    reporting[0] = 0.0
     for r in grid:
         if r.error is not None:
             raise RuntimeError(f"{name}: a trial failed: {r.error}")
         m = r.metrics or {}
         rows.append((r.config, float(m.get("time_total_s", 0.0)), float(m.get("compute_s", 0.0))))
+        reporting[0] += float(m.get("report_s", 0.0))
     return wall, rows, idle
+
+
+reporting = [0.0]  # seconds the trials of the last tune_run spent handing per-fold results to Tune
 
 
 def recomputed(rows) -> tuple[int, int]:
@@ -182,6 +190,7 @@ def main(argv=None) -> int:
             return wall, rows, state, idle
 
         wall_w, rows_w, state, idle_w = ours(spec, trainable, "quickstart-window", n)
+        report_w = reporting[0]
         free = OptunaSearch(metric=spec.metric, mode=spec.mode,  # exactly as sweeps.runner built it before
                             sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=8))
         wall_f, rows_f, _idle_f = tune_run(trainable, free, n, tmp / "runs", "quickstart-free", param_space=spec.space)
@@ -214,7 +223,7 @@ def main(argv=None) -> int:
           f"(wall {wall_w:.1f}s x {CONCURRENCY})); load average at the end {os.getloadavg()[0]:.1f}")
     print(f"ours: worker seconds outside trials (both workers): {idle_w['start']:.1f} before each one's first trial, "
           f"{idle_w['between']:.1f} between trials, {idle_w['end']:.1f} after each one's last; in trials but outside "
-          f"evaluate: {sum(t - c for _, t, c in rows_w):.1f}")
+          f"evaluate: {sum(t - c for _, t, c in rows_w):.1f} (of which handing per-fold results to Tune: {report_w:.1f})")
     print(f"benchmark24: {len(rows_24)} trials, {dist_24} distinct, sampler {state_24['sampler']} ({state_24['note']}), "
           f"{wall_24:.1f}s")
     print(f"RESULT repeats_recomputed {rec_w}")
@@ -227,6 +236,7 @@ def main(argv=None) -> int:
     print(f"RESULT compute_share {share:.3f}")
     for k, v in idle_w.items():
         print(f"RESULT idle_{k}_s {v:.1f}")
+    print(f"RESULT report_s {report_w:.2f}")
     print(f"RESULT distinct_24 {dist_24}")
     return 0
 

@@ -740,6 +740,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         finetune_trial if spec.trainable == "finetune" else sweep_trial,
         {"cpu": options["cpus_per_trial"], "gpu": options["gpus_per_trial"]}, handle=handle,
     )
+    sched = scheduler(spec, options)  # a restored Tuner keeps the one it started with: the same options
     remaining = None  # set when a resume finds Tune's state unreadable: a fresh Tuner here runs the rest
     if restore and not tune_state_readable(run_dir):
         remaining = restart_from_records(run_dir, options["num_samples"])
@@ -801,7 +802,7 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples,
-                                        scheduler=scheduler(spec, options),
+                                        scheduler=sched,
                                         max_concurrent_trials=concurrency, reuse_actors=True,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=run_dir.name, storage_path=str(run_dir.parent), verbose=1,
@@ -810,10 +811,12 @@ def _tune(spec: SweepSpec, handle, run_dir: Path, options: dict, summary: dict, 
         )
     log.info("sweep %s: %d trials, %d at a time, %s CPU + %s GPU each", run_dir.name, options["num_samples"], concurrency,
              options["cpus_per_trial"], options["gpus_per_trial"])
-    from .actors import keep_idle_actors, plain_trial_actors
+    from .actors import buffered_results, keep_idle_actors, plain_trial_actors
 
-    # idle actors wait for the searcher's window instead of restarting; trial actors take Ray's started workers
-    with keep_idle_actors(concurrency), plain_trial_actors(local_worker_env()):
+    # idle actors wait for the searcher's window instead of restarting; trial actors take Ray's started
+    # workers; without a scheduler, a trial's per-fold results reach the driver in batches
+    with keep_idle_actors(concurrency), plain_trial_actors(local_worker_env()), \
+            buffered_results(sched is None):
         return fit_noting_sigint(tuner)  # a trial that raises is recorded (error.txt) and the sweep goes on
 
 

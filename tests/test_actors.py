@@ -6,7 +6,7 @@ import time
 import pytest
 from ray.tune.search import Searcher
 
-from sweeps.actors import _cache_class, keep_idle_actors, keeping_cache
+from sweeps.actors import BUFFER_ENV, _cache_class, buffered_results, keep_idle_actors, keeping_cache
 
 
 def _base():
@@ -84,6 +84,52 @@ class Waiting(Searcher):
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         self.done.add(self.k_of[trial_id])
+
+
+def _folds(config):
+    from ray import tune
+
+    for fold in range(1, 5):  # four quick "folds", then the final result: well inside the buffer's 2 s
+        tune.report({"folds_done": fold, "n_folds": 5})
+    tune.report({"folds_done": 5, "n_folds": 5})
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["tune alone", "buffered"])
+def test_buffered_results_reach_the_driver_in_batches_and_none_is_lost(ray_session, tmp_path, buffered):
+    """Every per-fold result still reaches the driver's callbacks, in order; with buffering several
+    arrive in one step of Tune's loop (one remote call: the trial did not wait for the driver between
+    them); without it each is a step of its own (the trial waited on a round trip per result)."""
+    import sys
+
+    import ray.cloudpickle
+    from ray import tune
+    from ray.tune import Callback
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    seen = []
+
+    class Steps(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append((iteration, result["folds_done"]))
+
+    tuner = tune.Tuner(tune.with_resources(_folds, {"cpu": 1}), tune_config=tune.TuneConfig(num_samples=1),
+                       run_config=tune.RunConfig(name=f"buffered-{buffered}", storage_path=str(tmp_path), verbose=0,
+                                                 callbacks=[Steps()]))
+    with buffered_results(buffered):
+        grid = tuner.fit()
+    assert not grid.errors and [f for _, f in seen] == [1, 2, 3, 4, 5], seen
+    steps = len({i for i, _ in seen})
+    assert (steps < 5) if buffered else (steps == 5), seen
+    assert not any(k in os.environ for k in BUFFER_ENV), "the switches last only inside the block"
+
+
+def test_buffering_stays_off_with_a_scheduler_and_leaves_a_users_setting(monkeypatch):
+    with buffered_results(False):
+        assert not any(k in os.environ for k in BUFFER_ENV)
+    monkeypatch.setenv("TUNE_RESULT_BUFFER_LENGTH", "3")
+    with buffered_results(True):
+        assert os.environ["TUNE_RESULT_BUFFER_LENGTH"] == "3" and "TUNE_RESULT_BUFFER_MIN_TIME_S" not in os.environ
+    assert os.environ["TUNE_RESULT_BUFFER_LENGTH"] == "3"
 
 
 @pytest.mark.parametrize("keep", [False, True], ids=["tune alone", "kept"])

@@ -42,6 +42,7 @@ ARM_PREFIX = "arm/"
 TARGET_SEP = "__t__"
 ATTENTION_PREFIX = "attn__"
 COMPUTE_KEY = "compute_s"  # Tune result key (not in the record): wall seconds the trial spent inside evaluate
+REPORT_KEY = "report_s"  # Tune result key (not in the record): wall seconds its per-fold reports waited on Tune
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 

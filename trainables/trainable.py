@@ -15,7 +15,7 @@ from . import cache
 from .handle import DataHandle
 from .pipeline import TrialData, build_bags, evaluate, flatten
 from .progress import fold_result
-from .record import COMPUTE_KEY, find_completed, report_record, result_arrays
+from .record import COMPUTE_KEY, REPORT_KEY, find_completed, report_record, result_arrays
 from .threads import limit_threads
 
 
@@ -116,4 +116,4 @@ def sweep_trial(config: dict, handle: DataHandle) -> None:
     results = evaluate(config, data, arms=handle.arms, n_folds=handle.folds, seed=handle.seed, on_fold=on_fold)
     compute_s = time.perf_counter() - t0 - reporting[0]  # inside evaluate, less Tune's share: not the actor's overhead
     report_record(config, flatten(results, handle.metric, handle.mode), result_arrays(results),
-                  extra={**fold_result({}, handle.folds, handle.folds), COMPUTE_KEY: compute_s})
+                  extra={**fold_result({}, handle.folds, handle.folds), COMPUTE_KEY: compute_s, REPORT_KEY: reporting[0]})
