@@ -482,7 +482,7 @@ def start_ray(address: str | None, dashboard_host: str, num_cpus: int | None, pr
         ctx = ray.init(**kwargs)
     elif not address:  # "local": a new instance, never a cluster some `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=True, dashboard_host=dashboard_host, num_cpus=num_cpus)
-        with _loopback_node(), _any_agent_port(), _preloaded_workers() if preload else nullcontext(), _worker_env():
+        with _loopback_node(), _any_agent_port(), _preloaded_workers(num_cpus) if preload else nullcontext(), _worker_env():
             ctx = ray.init(**kwargs)
         ip = (getattr(ctx, "address_info", None) or {}).get("node_ip_address")
         if ip and ip != "127.0.0.1":
@@ -530,6 +530,9 @@ def preload_trial_code(cpus_per_trial: float, concurrency: int | None) -> bool:
     return cpus_per_trial <= 1 and (concurrency is None or concurrency * cpus_per_trial >= local_cpus())
 
 
+SOFT_LIMIT_ENV = "RAY_num_workers_soft_limit"  # Ray's raylet setting: idle workers it keeps beyond the busy ones
+
+
 class _preloaded_workers:
     """While a local Ray starts: its worker processes import the trial code (:data:`TRIAL_MODULES`)
     as they start, before they take work, unless the user set :data:`PRELOAD_ENV` (comma-separated
@@ -537,16 +540,32 @@ class _preloaded_workers:
     driver loads the embeddings and shares them, so the first trial actors start in a worker that is
     ready instead of spending seconds on imports each (``benchmarks/bench_search.py``'s compute
     share). On a cluster of your own, ``RAY_preload_python_modules=trainables.trainable,ray.tune ray start ...``
-    does the same."""
+    does the same.
+
+    The raylet is also told to keep that many idle workers (:data:`SOFT_LIMIT_ENV` = the node's
+    CPUs, unless the user set it). With Ray's default, an idle worker is killed once the CPUs are
+    reserved: Tune reserves each trial's CPUs in a placement group before it creates the trial's
+    actor, and the raylet's idle-worker check (every 200 ms) killed the started workers in that
+    moment whenever Tune took longer than a tick, so the trial actors got new processes that
+    imported everything again (4-9 s each; seen in half the quickstart runs, and in every run of
+    ``tests/test_actors.py``'s probe, which waits a second between the two)."""
+
+    def __init__(self, cpus: int | None = None):
+        self.cpus = cpus
 
     def __enter__(self):
         self.env = os.environ.get(PRELOAD_ENV)
         if self.env is None:
             os.environ[PRELOAD_ENV] = TRIAL_MODULES
+        self.soft = os.environ.get(SOFT_LIMIT_ENV)
+        if self.soft is None:
+            os.environ[SOFT_LIMIT_ENV] = str(int(self.cpus or local_cpus()))
 
     def __exit__(self, *exc):
         if self.env is None:
             os.environ.pop(PRELOAD_ENV, None)
+        if self.soft is None:
+            os.environ.pop(SOFT_LIMIT_ENV, None)
 
 
 TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}  # what Tune sets on every trial actor (sweeps.actors.plain_trial_actors)

@@ -225,3 +225,51 @@ def test_a_trial_actor_runs_in_a_worker_ray_started_before_the_sweep_with_the_tr
     assert omp == "1" and narrowed == 1, pools
     if (os.cpu_count() or 1) > 1:
         assert wide > 1, f"premise of trainables.threads: a pool wider than the trial's 1 CPU, got {pools}"
+
+
+RESERVED_PROBE = """
+import os, time
+import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from sweeps.runner import SOFT_LIMIT_ENV, start_ray
+
+start_ray(None, "127.0.0.1", 2, preload=True)
+assert SOFT_LIMIT_ENV not in os.environ, "set only while Ray starts"
+time.sleep(8)  # the two workers Ray started import the trial code, then wait idle (the driver prepares)
+t0 = time.time()
+groups = [placement_group([{"CPU": 1}]) for _ in range(2)]  # what Tune does first for two trials
+ray.get([g.ready() for g in groups])
+time.sleep(1.5)  # Tune's own moment between reserving and creating the actor, made longer than a tick
+
+
+class Trial:
+    def born(self) -> float:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        btime = int(next(ln for ln in open("/proc/stat") if ln.startswith("btime")).split()[1])
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+actors = [ray.remote(Trial).options(num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(g)).remote()
+          for g in groups]
+print("STARTED", sum(b < t0 - 4 for b in ray.get([a.born.remote() for a in actors])), flush=True)
+"""
+
+
+def test_the_started_workers_survive_while_the_trials_cpus_are_reserved():
+    """With Ray's default idle-worker limit, the raylet kills idle workers once placement groups
+    reserve every CPU: the actors created in them then get new processes (``STARTED 0`` before the
+    fix, in each of 4 runs). ``start_ray`` with the trial code preloaded keeps one idle worker per CPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "RAY_AUTH_MODE": "disabled"}
+    for k in ("RAY_preload_python_modules", "RAY_num_workers_soft_limit"):
+        env.pop(k, None)
+    out = subprocess.run([sys.executable, "-c", RESERVED_PROBE], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [ln for ln in out.stdout.splitlines() if ln.startswith("STARTED")] == ["STARTED 2"], \
+        out.stdout[-2000:] + out.stderr[-2000:]
