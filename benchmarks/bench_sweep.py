@@ -116,11 +116,12 @@ def tune_run(trainable, spec, n: int, storage: Path, name: str):
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
-    from sweeps.actors import keep_idle_actors, plain_trial_actors
+    from sweeps.actors import buffered_results, keep_idle_actors, plain_trial_actors
     from sweeps.runner import local_worker_env
 
     t0 = time.perf_counter()
-    with keep_idle_actors(CONCURRENCY), plain_trial_actors(local_worker_env()):  # as sweeps.runner runs Tune
+    with keep_idle_actors(CONCURRENCY), plain_trial_actors(local_worker_env()), \
+            buffered_results(True):  # as sweeps.runner runs Tune (no scheduler)
         grid = tuner.fit()
     return time.perf_counter() - t0, grid
 
