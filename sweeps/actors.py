@@ -175,22 +175,21 @@ class buffered_results:
 
     def __init__(self, enabled: bool, seconds: float = BUFFER_SECONDS):
         self.enabled, self.seconds = bool(enabled), float(seconds)
-        self.saved: dict[str, str | None] | None = None
+        self.active = False  # whether this block set the variables (and so removes them)
 
     def __enter__(self):
         import os
 
-        if not self.enabled or any(k in os.environ for k in BUFFER_ENV):
-            return self
-        self.saved = {k: None for k in BUFFER_ENV}
-        os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1000"  # Trainable.train_buffered's own default bound
-        os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = repr(self.seconds)
+        self.active = self.enabled and not any(k in os.environ for k in BUFFER_ENV)
+        if self.active:
+            os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1000"  # Trainable.train_buffered's own default bound
+            os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = repr(self.seconds)
         return self
 
     def __exit__(self, *exc):
         import os
 
-        if self.saved is not None:
+        if self.active:
             for k in BUFFER_ENV:
                 os.environ.pop(k, None)
-            self.saved = None
+            self.active = False

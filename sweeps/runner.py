@@ -547,7 +547,7 @@ class _preloaded_workers:
     reserved: Tune reserves each trial's CPUs in a placement group before it creates the trial's
     actor, and the raylet's idle-worker check (every 200 ms) killed the started workers in that
     moment whenever Tune took longer than a tick, so the trial actors got new processes that
-    imported everything again (4-9 s each; in 4 of 11 quickstart runs, and in every run of
+    imported everything again (in 2 of 3 ``bench_search`` runs before the fix, and in every run of
     ``tests/test_actors.py``'s probe, which waits a second between the two)."""
 
     def __init__(self, cpus: int | None = None):

@@ -2,7 +2,8 @@
 metric after each fold, the final result is still the record, every consumer tells them apart, and
 ``--early-stop`` stops a hopeless trial after its first fold and the report lists it apart.
 
-One real sweep (shared Ray session): a 40-patient synthetic cohort, 3 folds, two configurations
+Two real sweeps (shared Ray session; the second, without --early-stop, checks that per-fold results
+are batched and none lost): a 40-patient synthetic cohort, 3 folds, two configurations
 searched exhaustively at concurrency 1: logistic regression at C = 1 (learns), then at C = 1e-6
 (the weights vanish, every sample gets the majority class: hopeless on f1_macro). ASHA's first
 rung (1 fold) compares the second with the first and stops it."""
@@ -30,9 +31,7 @@ def _trials(run_dir: Path) -> dict[float, Path]:
     return {json.loads((t / "params.json").read_text())["head"]["logreg"]["C"]: t for t in run_dir.glob("trial_*")}
 
 
-@pytest.fixture(scope="module")
-def early_run(ray_session, sweeps_home, tmp_path_factory):
-    root = tmp_path_factory.mktemp("es")
+def _space(root: Path) -> Path:
     space = root / "es_space.py"
     space.write_text(
         "from ray import tune\nfrom sweeps.spec import SweepSpec\n"
@@ -40,8 +39,46 @@ def early_run(ray_session, sweeps_home, tmp_path_factory):
         "    num_samples=2, folds=3, seed=1,  # seed 1: the exhaustive sampler proposes C = 1 first\n"
         "    space={'encoder': 'resnet18', 'preprocessing': 'grayscale_norm', 'pca_dim': 8, 'pooling': 'mean',\n"
         f"           'head': {{'name': 'logreg', 'logreg': {{'C': tune.choice([{GOOD}, {HOPELESS}])}}}}}})\n")
-    report = runner.run(str(space), name="early", concurrency=1, progress=False, early_stop=True)
-    return report, runner.runs_root() / "early"
+    return space
+
+
+class _Recorder:
+    """Wraps ``sweeps.actors.buffered_results``: records whether the runner asked for batching."""
+
+    def __init__(self, seen: list):
+        from sweeps import actors
+
+        self.seen, self.real = seen, actors.buffered_results
+
+    def __call__(self, enabled, *a, **kw):
+        self.seen.append(bool(enabled))
+        return self.real(enabled, *a, **kw)
+
+
+def _run(root: Path, name: str, early_stop: bool) -> tuple[Path, Path, list[bool]]:
+    """(report, run folder, what the runner asked buffered_results for)."""
+    from sweeps import actors
+
+    seen: list[bool] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(actors, "buffered_results", _Recorder(seen))
+        report = runner.run(str(_space(root)), name=name, concurrency=1, progress=False, early_stop=early_stop)
+    return report, runner.runs_root() / name, seen
+
+
+@pytest.fixture(scope="module")
+def early_run(ray_session, sweeps_home, tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("es"), "early", early_stop=True)
+
+
+def test_per_fold_results_are_batched_without_a_scheduler_and_none_is_lost(early_run, tmp_path_factory):
+    """sweeps.actors.buffered_results: off under --early-stop (ASHA decides on each fold as it comes),
+    on otherwise, and through the runner every trial still logs each fold's result, in order."""
+    assert early_run[2] == [False]
+    _, run_dir, seen = _run(tmp_path_factory.mktemp("plain"), "plain", early_stop=False)
+    assert seen == [True]
+    for trial in _trials(run_dir).values():
+        assert [r[FOLDS_ATTR] for r in _history(trial)] == [1, 2, 3]
 
 
 def test_the_progress_protocol():
@@ -101,7 +138,7 @@ def test_sweep_trial_reports_each_fold_but_the_last_then_the_record_once(monkeyp
 
 
 def test_each_fold_reports_its_running_metric_and_the_last_result_is_the_record(early_run):
-    _, run_dir = early_run
+    _, run_dir, _ = early_run
     trial = _trials(run_dir)[GOOD]
     rows = _history(trial)
     assert [r[FOLDS_ATTR] for r in rows] == [1, 2, 3] and {r[N_FOLDS] for r in rows} == {3}
@@ -115,7 +152,7 @@ def test_each_fold_reports_its_running_metric_and_the_last_result_is_the_record(
 
 
 def test_early_stop_stops_the_hopeless_trial_after_its_first_fold(early_run):
-    _, run_dir = early_run
+    _, run_dir, _ = early_run
     trials = _trials(run_dir)
     rows = _history(trials[HOPELESS])
     assert len(rows) == 1 and rows[0][FOLDS_ATTR] == 1 and rows[0]["done"], "stopped at ASHA's first rung"
@@ -134,7 +171,7 @@ def test_early_stop_stops_the_hopeless_trial_after_its_first_fold(early_run):
 
 
 def test_the_report_lists_the_stopped_trial_apart(early_run):
-    report, run_dir = early_run
+    report, run_dir, _ = early_run
     text = report.read_text()
     stopped_id = _trials(run_dir)[HOPELESS].name.split("_", 1)[1]
     assert "Stopped early by the ASHA scheduler (1" in text and f"{stopped_id} after 1 of 3 folds" in text
