@@ -12,7 +12,10 @@
    Ours also gives the compute share = sum of trial compute times / (wall x concurrency), a trial's
    compute time being the seconds it spent inside ``evaluate`` (``compute_s``, which
    ``sweep_trial`` reports to Tune): what is left is actor start-up (imports), Tune's scheduling and
-   result handling, the record's checkpoint, and workers idle while the other finishes.
+   result handling, the record's checkpoint, and workers idle while the other finishes. The runs are
+   timed with a callback (``Timeline``), which a ``sweeps run`` without ``--track`` does not give Tune;
+   what a callback alone costs Tune's start (it imports MLflow: ``benchmarks/bench_tune_start.py``) is
+   paid before the timing.
 2. **benchmark24, 24 trials**: distinct configurations among them (the space has 24).
 
 Prints ``RESULT repeats_recomputed N`` (ours, target 0), ``RESULT repeats_recomputed_free N``,
