@@ -11,7 +11,8 @@ Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` a
 
 - ``embed``: ``embed_parity``, the Ray Data embedding stage (``trainables.embed_ray``) against
   the in-process stage (``trainables.embed``), images/s on the quickstart cohort, same run
-  (``bench_parity`` below).
+  (``bench_parity`` below); ``embed_ray_first_s``, the Ray Data runs' mean seconds to their first
+  embeddings (the encoder actor's start-up, which each run pays, plus one block).
 - ``decode``: ``decode_scaling``, a ``--decode-size`` px (512) cohort written in ``--compression``
   (RLE) by ``python -m sweeps data synth``'s generator: reading, decoding and preprocessing to the
   encoder's input (``Preprocessor('grayscale_norm', 224)``: what the embedding stage does before
@@ -47,8 +48,10 @@ machine every figure depends on them.
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -141,6 +144,10 @@ def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "graysc
     from trainables.embed_ray import run_encoder_ray
 
     inst = cohort.instances.iloc[:n].reset_index(drop=True)
+    firsts, elog = _FirstEmbeddings(), logging.getLogger("sweeps.embed")
+    level = elog.level
+    elog.addHandler(firsts)
+    elog.setLevel(logging.INFO)
     started = not ray.is_initialized()
     if started:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
@@ -156,13 +163,33 @@ def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "graysc
                 stages[name](inst)
                 took = time.perf_counter() - t
                 spent[name] += took
-                print(f"# embed_parity run: {name} {len(inst) / took:.1f} images/s ({len(inst)} images, {took:.1f} s; "
+                first = f", first embeddings after {firsts.seconds[-1]:.1f} s" if name == "ray" and firsts.seconds else ""
+                print(f"# embed_parity run: {name} {len(inst) / took:.1f} images/s ({len(inst)} images, {took:.1f} s{first}; "
                       f"load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
+        elog.removeHandler(firsts)
+        elog.setLevel(level)
         if started:
             ray.shutdown()
     runs = 2 * rounds * len(inst)
+    timed = firsts.seconds[1:]  # the first is the warm-up's
+    if timed:
+        result("embed_ray_first_s", f"{sum(timed) / len(timed):.2f}")  # mean seconds to the first embeddings
     return runs / spent["ray"], runs / spent["in-process"]
+
+
+class _FirstEmbeddings(logging.Handler):
+    """Collects, from the Ray Data stage's closing log line, the seconds until its first embeddings
+    (the encoder actors' start-up, plus one block read and encoded): where Ray Data's time goes."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.seconds: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.search(r"first embeddings after ([0-9.]+) s", record.getMessage())
+        if m:
+            self.seconds.append(float(m.group(1)))
 
 
 @part

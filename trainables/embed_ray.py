@@ -22,6 +22,7 @@ in-process path reads), and a reason is the redacted text of ``ImageReadError``.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -177,8 +178,10 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
                                                "input_size": input_size, "weights": weights})
     out: np.ndarray | None = None
     failed: dict[int, str] = {}
+    t0, first = time.perf_counter(), None
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
         if out is None:
+            first = time.perf_counter() - t0  # the encoder actors' start-up, plus one block read and encoded
             out = np.empty((n, b["emb"].shape[1]), dtype=np.float32)
         out[b["row"]] = b["emb"]
         for r, good, why in zip(b["row"], b["ok"], b["reason"]):
@@ -194,7 +197,9 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
         out = np.delete(out, sorted(failed), axis=0)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("Ray Data stats of the embedding stage:\n%s", ds.stats())
-    log.info("embedding stage ran on Ray Data: %d read blocks, %d at a time, %d encoder actor(s)%s", blocks, readers, actors,
-             f" at {gpu:g} GPU each" if gpu else " on CPU")
+    took = time.perf_counter() - t0
+    log.info("embedding stage ran on Ray Data: %d read blocks, %d at a time, %d encoder actor(s)%s; %.1f s, the first "
+             "embeddings after %.1f s (the actors' start-up)", blocks, readers, actors,
+             f" at {gpu:g} GPU each" if gpu else " on CPU", took, first if first is not None else float("nan"))
     return out
 
