@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("size", [64, 96])  # 96: the 64-px slices are resized in the read tasks, finished in the actor
-def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_cohort, ray_session, tmp_path, size):
+def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_cohort, ray_session, tmp_path, size, caplog):
+    import logging
+    import re
+
     from trainables.embed import run_encoder
     from trainables.embed_ray import run_encoder_ray
 
@@ -28,8 +31,12 @@ def test_ray_data_stage_gives_the_in_process_embeddings_and_quarantine(small_coh
                       inst.iloc[70:]], ignore_index=True)
     q_local, q_ray = {}, {}
     local = run_encoder(inst, "resnet18", "grayscale_norm", input_size=size, progress=False, quarantine=q_local)
-    on_ray = run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=size, progress=False, quarantine=q_ray,
-                             read_parallelism=3)
+    with caplog.at_level(logging.INFO, logger="sweeps.embed"):
+        on_ray = run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=size, progress=False, quarantine=q_ray,
+                                 read_parallelism=3)
+    # the stage says how long it took and when its first embeddings came (the actors' start-up)
+    said = re.search(r"ran on Ray Data: .*; ([0-9.]+) s, the first embeddings after ([0-9.]+) s", caplog.text)
+    assert said and 0 < float(said.group(2)) <= float(said.group(1))
     assert q_local == q_ray and list(q_ray) == [70]
     assert local.shape == on_ray.shape == (150, 512)
     np.testing.assert_allclose(on_ray, local, rtol=0, atol=1e-5)
