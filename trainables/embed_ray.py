@@ -187,6 +187,7 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
         for r, good, why in zip(b["row"], b["ok"], b["reason"]):
             if not good:
                 failed[int(r)] = str(why)
+    took = time.perf_counter() - t0
     if out is None:
         out = np.empty((0, 0), dtype=np.float32)
     if failed:
@@ -197,7 +198,6 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
         out = np.delete(out, sorted(failed), axis=0)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("Ray Data stats of the embedding stage:\n%s", ds.stats())
-    took = time.perf_counter() - t0
     log.info("embedding stage ran on Ray Data: %d read blocks, %d at a time, %d encoder actor(s)%s; %.1f s, the first "
              "embeddings after %.1f s (the actors' start-up)", blocks, readers, actors,
              f" at {gpu:g} GPU each" if gpu else " on CPU", took, first if first is not None else float("nan"))
