@@ -42,13 +42,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def last_result(trial_dir: Path) -> dict:
-    lines = [ln for ln in (trial_dir / "result.json").read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise RuntimeError(f"{trial_dir}: no result")
-    return json.loads(lines[-1])
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--home", help="a SWEEPS_HOME with the space's cohort and embeddings cached (warm run)")
@@ -63,6 +56,7 @@ def main(argv=None) -> int:
     import ray
 
     import sweeps.runner as runner
+    from sweeps.report.run import last_result
 
     fit = runner.fit_noting_sigint
     timed: dict[str, float] = {}
@@ -76,6 +70,8 @@ def main(argv=None) -> int:
 
     name = f"bench-share-{os.getpid()}"
     run_dir = runner.runs_root() / name
+    if run_dir.exists():  # removed at the end: never one this script did not make
+        raise SystemExit(f"{run_dir} exists; remove it or use another --home")
     runner.fit_noting_sigint = timed_fit
     t0 = time.perf_counter()
     try:
@@ -83,17 +79,17 @@ def main(argv=None) -> int:
         total = time.perf_counter() - t0
         meta = json.loads((run_dir / "sweep.json").read_text())
         concurrency = int(meta["concurrency"])
-        results = [last_result(d) for d in sorted(run_dir.glob("trial_*")) if (d / "result.json").exists()]
+        results = {d.name: last_result(d) for d in sorted(run_dir.glob("trial_*"))}  # {} for a trial with no result
     finally:
         runner.fit_noting_sigint = fit
         if ray.is_initialized():
             ray.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    missing = [r.get("trial_id") for r in results if "compute_s" not in r]
+    missing = [t for t, r in results.items() if "compute_s" not in r]
     if not results or missing:
         raise RuntimeError(f"trials without compute_s: {missing or 'no trials'}")
-    compute = sum(float(r["compute_s"]) for r in results)
+    compute = sum(float(r["compute_s"]) for r in results.values())
     share = compute / (timed["tune_s"] * concurrency)
     print(f"# {a.space}: {len(results)} trials, {concurrency} at a time; the command took {total:.1f} s, its Tune run "
           f"{timed['tune_s']:.1f} s; the trials' time inside evaluate {compute:.1f} s; "

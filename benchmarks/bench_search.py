@@ -167,8 +167,8 @@ def main(argv=None) -> int:
     from trainables.trainable import sweep_trial
 
     # Tune tags a run's callbacks (ray.air._internal.usage.tag_callbacks) as it starts, importing its
-    # integrations to recognise them; ray.air.integrations.mlflow imports MLflow, 1.3 s of the driver's
-    # CPU. Only a run given callbacks pays it: this script's Timeline is one, a `sweeps run` without
+    # integrations to recognise them; ray.air.integrations.mlflow imports MLflow, about 0.6 s of the
+    # driver's CPU (benchmarks/bench_tune_start.py). Only a run given callbacks pays it: this script's Timeline is one, a `sweeps run` without
     # --track has none. Imported here, untimed, so that the bench's own instrument costs the runs nothing.
     import ray.air.integrations.mlflow  # noqa: F401
 

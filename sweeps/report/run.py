@@ -3,7 +3,7 @@ session, so finished and interrupted runs alike), and the options every section 
 
 Every section is ``section(view: RunView, options: ReportOptions) -> list[str]``.
 
-The run folder's files are read in one place, ``read_run`` (with ``_last_result``): ``sweep.json``
+The run folder's files are read in one place, ``read_run`` (with ``last_result``): ``sweep.json``
 and ``targets.npz`` (written by the runner), ``search.json`` (the searcher's, as ``meta["search"]``),
 and per trial ``params.json``, ``error.txt``, ``result.json`` and the last
 ``checkpoint_*/{config.json, metrics.json, oof.npz}`` with their key scheme (``arm/<arm>/<metric>``,
@@ -78,7 +78,7 @@ def read_run(run_dir: Path):
             failed.append((trial, params, (d / "error.txt").read_text(errors="replace")))
             continue
         if rec is None:
-            last = _last_result(d)
+            last = last_result(d)
             if last.get("done") and is_intermediate(last):  # stopped by ASHA after a per-epoch/fold report: not a crash
                 meta.setdefault("stopped_early", []).append(
                     {"trial": trial, "signal": last.get(meta["metric"]),
@@ -114,7 +114,7 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _last_result(trial_dir: Path) -> dict:
+def last_result(trial_dir: Path) -> dict:
     """The last row of Tune's result.json for a trial ({} if none or unreadable)."""
     f = trial_dir / "result.json"
     try:
