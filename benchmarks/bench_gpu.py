@@ -15,7 +15,10 @@ Parts, each timed in the same process/run so ratios compare like with like:
    a time with 0.25 GPU each, then one trial at a time with the whole GPU. Prints the trials-phase wall
    time of each, the largest number of trials that ran at once (from their own start/end times), and
    whether they trained on CUDA.
-3. ``finetune_step_*``: one fine-tuning optimisation step of resnet50 at 224 px (bf16 autocast,
+3. ``heavy_*``: slices heavy to decode (``--heavy-patients`` patients of 512-px JPEG 2000, generated
+   in the run): what the auto engine chooses on this node, and the Ray Data stage as it chose (a
+   reader per CPU) against the in-process stage, resnet50 at 224 px, images/s.
+4. ``finetune_step_*``: one fine-tuning optimisation step of resnet50 at 224 px (bf16 autocast,
    batch 32 slices, AdamW), images per second.
 
 Every part is independent: one failing prints ``RESULT <name> failed`` and the rest still run.
@@ -110,6 +113,45 @@ def embed(cohort_dir: Path, n_images: int, device: str = "cuda") -> None:
     result("embed_raydata_over_bare", f"{ray_rate / bare:.3f}")
     result("embed_raydata_over_inprocess", f"{ray_rate / ours:.2f}")
     result("embed_n_images", len(local))
+
+
+@part
+def heavy(out: Path, patients: int, device: str = "cuda") -> None:
+    """Slices heavy to decode (512-px JPEG 2000): the auto engine's choice on this node, and the Ray Data
+    stage as it chose (a reader per CPU) against the in-process stage's one reader thread, resnet50 at
+    224 px, images/s."""
+    import ray
+
+    from trainables.data import synthetic
+    from trainables.embed import read_cost, run_encoder
+    from trainables.embed_ray import run_encoder_ray, worth_it
+
+    t = time.perf_counter()
+    cohort = synthetic.load(out / "heavy", seed=0, n_patients=patients, size=512, compression="jpeg2000")
+    inst = cohort.instances
+    print(f"# heavy cohort: {len(inst)} slices of 512 px, JPEG 2000, ready in {time.perf_counter() - t:.0f} s", flush=True)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    try:
+        took = read_cost(inst, "resnet50", "grayscale_norm", 224)
+        engine = worth_it(len(inst), lambda: took)
+        print(f"# auto engine: {engine}", flush=True)
+        result("heavy_read_ms", f"{took * 1000:.1f}")
+        result("heavy_auto", "ray" if engine.ray else "in-process")
+        run_encoder_ray(inst.iloc[:256], "resnet50", "grayscale_norm", input_size=224, progress=False,
+                        readers=engine.readers)
+        t = time.perf_counter()
+        run_encoder_ray(inst, "resnet50", "grayscale_norm", input_size=224, batch_size=256, progress=False,
+                        readers=engine.readers, read_parallelism=engine.blocks)
+        ray_rate = len(inst) / (time.perf_counter() - t)
+    finally:
+        ray.shutdown()
+    run_encoder(inst.iloc[:64], "resnet50", "grayscale_norm", input_size=224, device=device, progress=False)
+    t = time.perf_counter()
+    run_encoder(inst, "resnet50", "grayscale_norm", input_size=224, batch_size=256, device=device, progress=False)
+    local_rate = len(inst) / (time.perf_counter() - t)
+    result("heavy_raydata_img_per_s", f"{ray_rate:.0f}")
+    result("heavy_inprocess_img_per_s", f"{local_rate:.0f}")
+    result("heavy_raydata_over_inprocess", f"{ray_rate / local_rate:.2f}")
 
 
 def _trial_spans(run_dir: Path) -> list[tuple[float, float]]:
@@ -225,7 +267,8 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/bench_gpu")
     ap.add_argument("--images", type=int, default=8192, help="slices embedded in the embedding part")
     ap.add_argument("--trials", type=int, default=8)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["embed", "fractional", "finetune"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["embed", "heavy", "fractional", "finetune"])
+    ap.add_argument("--heavy-patients", type=int, default=20, help="patients of 512-px JPEG 2000 in the heavy part")
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of the embedding part on a machine without a GPU")
     a = ap.parse_args()
     out = Path(a.out)
@@ -240,6 +283,8 @@ def main() -> int:
     print(f"# cohort ready in {time.perf_counter() - t:.1f} s", flush=True)
     if "embed" not in a.skip:
         embed(cohort_dir, a.images, a.device)
+    if "heavy" not in a.skip:
+        heavy(out, a.heavy_patients, a.device)
     if "finetune" not in a.skip:
         finetune_step()
     if "fractional" not in a.skip:

@@ -13,6 +13,10 @@ Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` a
   the in-process stage (``trainables.embed``), images/s on the quickstart cohort, same run
   (``bench_parity`` below); ``embed_ray_first_s``, the Ray Data runs' mean seconds to their first
   embeddings (the encoder actor's start-up, which each run pays, plus one block).
+- ``heavy``: ``embed_heavy_ratio``, the same two stages over slices heavy to decode (``--heavy-patients``
+  (20) patients of 512-px JPEG 2000, to the encoder's preset input or ``--heavy-input`` px): what the
+  auto engine decides on this node (``embed_heavy_auto``, from ``embed_heavy_read_ms``, its sample of one
+  slice's reading), and the Ray Data stage as it chose (a reader per CPU) / the in-process stage, images/s.
 - ``decode``: ``decode_scaling``, a ``--decode-size`` px (512) cohort written in ``--compression``
   (RLE) by ``python -m sweeps data synth``'s generator: reading, decoding and preprocessing to the
   encoder's input (``Preprocessor('grayscale_norm', 224)``: what the embedding stage does before
@@ -124,10 +128,12 @@ def load(root: Path, n_patients: int, size: int = 64, compression: str | None = 
 
 # -- embed_parity: the Ray Data stage against the in-process one ---------------------------------
 def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "grayscale_norm", n: int | None = None,
-                 rounds: int = 1) -> tuple[float, float]:
+                 rounds: int = 1, input_size: int | None = None, ray_options: dict | None = None,
+                 tag: str = "embed_parity") -> tuple[float, float]:
     """``(Ray Data images/s, in-process images/s)`` over the first ``n`` instances of ``cohort`` (all of
     them by default: the issue's figure is over the quickstart cohort), measured in one process
-    (``embed_parity`` is their ratio).
+    (``embed_parity`` is their ratio). ``ray_options``: the Ray Data stage's ``readers`` and
+    ``read_parallelism`` (as the auto engine chose them, for ``heavy``); ``input_size``: the encoder's.
 
     Each of ``rounds`` runs the two stages in the order Ray Data, in-process, in-process, Ray Data, so
     that a load change on a shared machine weighs on both alike; each rate is images over the summed
@@ -151,8 +157,9 @@ def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "graysc
     started = not ray.is_initialized()
     if started:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
-    stages = {"ray": lambda x: run_encoder_ray(x, encoder, preprocessing, progress=False),
-              "in-process": lambda x: run_encoder(x, encoder, preprocessing, progress=False)}
+    stages = {"ray": lambda x: run_encoder_ray(x, encoder, preprocessing, input_size=input_size, progress=False,
+                                               **(ray_options or {})),
+              "in-process": lambda x: run_encoder(x, encoder, preprocessing, input_size=input_size, progress=False)}
     spent = dict.fromkeys(stages, 0.0)
     try:
         for stage in stages.values():
@@ -164,7 +171,7 @@ def bench_parity(cohort, encoder: str = "resnet18", preprocessing: str = "graysc
                 took = time.perf_counter() - t
                 spent[name] += took
                 first = f", first embeddings after {firsts.seconds[-1]:.1f} s" if name == "ray" and firsts.seconds else ""
-                print(f"# embed_parity run: {name} {len(inst) / took:.1f} images/s ({len(inst)} images, {took:.1f} s{first}; "
+                print(f"# {tag} run: {name} {len(inst) / took:.1f} images/s ({len(inst)} images, {took:.1f} s{first}; "
                       f"load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         elog.removeHandler(firsts)
@@ -200,6 +207,38 @@ def embed(work: Path, a) -> None:
     result("embed_ray_images_per_s", f"{ray_ips:.1f}")
     result("embed_inprocess_images_per_s", f"{inproc_ips:.1f}")
     result("embed_parity", f"{ray_ips / inproc_ips:.3f}")
+
+
+@part
+def heavy(work: Path, a) -> None:
+    """Slices heavy to decode (``--heavy-patients`` patients of 512-px JPEG 2000): what the auto engine
+    decides on this node (``trainables.embed_ray.worth_it``, from ``read_cost``'s sample), then the Ray
+    Data stage as it chose (a reader per CPU, blocks of about a second of reading) against the
+    in-process stage, images/s, same run (``embed_heavy_ratio``: Ray Data / in-process)."""
+    import ray
+
+    from trainables.embed import read_cost
+    from trainables.embed_ray import worth_it
+
+    root = cohort_dir(work, a.heavy_patients, 512, "jpeg2000")
+    os.environ["SWEEPS_HOME"] = str(work / "home-heavy")
+    cohort = load(root, a.heavy_patients, 512, "jpeg2000")
+    inst = cohort.instances
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # every core, as a user's one node
+    try:
+        took = read_cost(inst, "resnet18", "grayscale_norm", a.heavy_input)
+        engine = worth_it(len(inst), lambda: took)
+        note(f"{len(inst)} slices of 512 px, JPEG 2000, to {a.heavy_input or 'the preset'} px; auto engine: "
+             f"{'Ray Data' if engine.ray else 'in-process'} ({engine.why})")
+        result("embed_heavy_read_ms", f"{took * 1000:.1f}")
+        result("embed_heavy_auto", "ray" if engine.ray else "in-process")
+        ray_ips, inproc_ips = bench_parity(cohort, input_size=a.heavy_input, tag="embed_heavy",
+                                           ray_options={"readers": engine.readers, "read_parallelism": engine.blocks})
+    finally:
+        ray.shutdown()
+    result("embed_heavy_ray_images_per_s", f"{ray_ips:.1f}")
+    result("embed_heavy_inprocess_images_per_s", f"{inproc_ips:.1f}")
+    result("embed_heavy_ratio", f"{ray_ips / inproc_ips:.3f}")
 
 
 # -- decode_scaling --------------------------------------------------------------------------------
@@ -431,7 +470,7 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-PARTS = {"embed": embed, "decode": decode, "rescan": rescan, "trial": trial, "full": full}
+PARTS = {"embed": embed, "heavy": heavy, "decode": decode, "rescan": rescan, "trial": trial, "full": full}
 
 
 def main(argv=None) -> int:
@@ -447,6 +486,8 @@ def main(argv=None) -> int:
     p.add_argument("--decode-images", type=int, default=400)
     p.add_argument("--compression", default="rle")
     p.add_argument("--full-patients", type=int, default=3000)
+    p.add_argument("--heavy-patients", type=int, default=20, help="patients of the 512-px JPEG 2000 cohort (heavy)")
+    p.add_argument("--heavy-input", type=int, default=None, help="encoder input size for heavy (default: the preset's)")
     p.add_argument("--repeats", type=int, default=2, help="timed trials at each size; the least is kept (default 2)")
     a = p.parse_args(argv)
     chosen = a.only or [n for n in PARTS if n != "full" or a.full]

@@ -84,11 +84,55 @@ def test_ray_data_stage_raises_naming_the_file_without_quarantine(small_cohort, 
         run_encoder_ray(inst, "resnet18", "grayscale_norm", input_size=64, progress=False)
 
 
-def test_auto_engine_keeps_the_in_process_path_on_a_small_cpu_machine(ray_session):
-    from trainables.embed_ray import worth_it
+def test_auto_engine_keeps_the_in_process_path_for_light_slices_on_one_node(small_cohort, ray_session):
+    from trainables.embed import read_cost
+    from trainables.embed_ray import HEAVY_READ_S, worth_it
 
-    use, why = worth_it(100_000)
-    assert not use and "one node" in why
+    assert not worth_it(100_000).ray  # nothing sampled: the path measured faster on one node
+    took = read_cost(small_cohort.instances, "resnet18", "grayscale_norm")
+    assert 0 < took < HEAVY_READ_S  # 64-px uncompressed slices: under a millisecond here
+    engine = worth_it(100_000, lambda: took)
+    assert not engine.ray and "one node, 2 CPUs" in engine.why and "ms to read and preprocess a slice" in engine.why
+
+
+def test_choose_runs_ray_data_on_one_node_only_where_reading_is_heavy_and_long():
+    from trainables.embed_ray import HEAVY_READ_S, STARTUP_S, choose
+
+    heavy = 4 * HEAVY_READ_S
+    assert choose(2, 4, 0, 10, None).ray  # several nodes: reading spreads over the cluster, whatever it costs
+    assert not choose(1, 16, 1, 10**6, None).ray  # one node, reading not sampled
+    assert not choose(1, 16, 1, 10**6, HEAVY_READ_S / 2).ray  # light slices: one reader thread keeps up
+    assert not choose(1, 1, 0, 10**6, heavy).ray  # one CPU: nothing to read in parallel
+    n_even = 2 * STARTUP_S / (heavy * (1 - 1 / 16))  # where the reading saved is twice the start-up
+    small, large = choose(1, 16, 1, int(n_even * 0.9), heavy), choose(1, 16, 1, int(n_even * 1.1) + 1, heavy)
+    assert not small.ray and "start-up" in small.why
+    assert large.ray and large.readers == 16 and "16 parallel readers" in large.why
+    # blocks of about a second of reading each (at least MIN_BLOCK, at most READ_BATCH slices)
+    assert large.blocks == -(-int(n_even * 1.1 + 1) // int(1.0 / heavy))
+    cpu = choose(1, 2, 0, 10**5, 0.04)  # this machine's 512-px JPEG 2000 slices: two readers beside the CPU actor
+    assert cpu.ray and cpu.readers == 2
+
+
+def test_auto_engine_reads_heavy_slices_on_ray_data_with_a_reader_per_cpu(ray_session, tmp_path, monkeypatch, caplog):
+    """512-px JPEG 2000 slices take tens of ms each to decode: on one node of 2 CPUs the auto engine runs
+    Ray Data with two readers and gives the in-process path's embeddings. (The cohort is small, so the
+    start-up it is weighed against is lowered here; ``choose``'s own test covers that rule.)"""
+    import logging
+
+    from trainables import embed_ray
+    from trainables.data import synthetic
+    from trainables.embed import embed_cohort
+
+    cohort = synthetic.load(tmp_path / "c", seed=0, n_patients=2, size=512, compression="jpeg2000")
+    monkeypatch.setattr(embed_ray, "STARTUP_S", 0.2)
+    with caplog.at_level(logging.INFO, logger="sweeps.embed"):
+        auto = embed_cohort(cohort, "resnet18", cache_root=tmp_path / "auto", progress=False)
+    assert "embedding stage: Ray Data path (one node, 2 CPUs" in caplog.text
+    assert re.search(r"ran on Ray Data: \d+ read blocks, 2 at a time", caplog.text)
+    assert auto.meta["engine"] == "ray"
+    local = embed_cohort(cohort, "resnet18", cache_root=tmp_path / "local", progress=False, engine="local")
+    assert local.meta["engine"] == "local"
+    np.testing.assert_allclose(auto.embeddings, local.embeddings, rtol=0, atol=1e-5)
 
 
 def test_trials_read_shared_bags_read_only_from_the_object_store(small_cohort, ray_session, tmp_path):

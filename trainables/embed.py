@@ -52,10 +52,11 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
 
     ``engine``: ``"ray"`` runs the stage on Ray Data (:mod:`trainables.embed_ray`: parallel reading and
     decoding, the encoder in an actor pool), ``"local"`` in this process (one reader thread beside the
-    model), ``"auto"`` (default) the Ray path where it pays (a cluster of several nodes; on one node the
-    in-process path measured faster: Ray Data at 0.69-0.83 of it on 2 cores after its fixes; see
-    :func:`trainables.embed_ray.worth_it`). Both give the same embeddings; the log says which ran, and
-    the entry's meta records it.
+    model), ``"auto"`` (default) the Ray path where it pays: a cluster of several nodes, or one node whose
+    slices are heavy to read (:func:`read_cost` samples eight; see :func:`trainables.embed_ray.choose`),
+    read there by one task per CPU; elsewhere on one node the in-process path, measured faster where
+    slices are light (Ray Data at 0.81-0.91 of it on 2 cores). Both give the same embeddings; the log
+    says which ran and why, and the entry's meta records it.
 
     Unreadable slices are quarantined (see the module docstring); with ``strict`` the first one raises
     ``ImageReadError``, also when a cached entry holds quarantined slices. A cohort none of whose
@@ -76,13 +77,18 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     bad: dict[int, str] = {}
     if engine not in ("auto", "ray", "local"):
         raise ValueError(f"embedding engine must be auto, ray or local, got {engine!r}")
-    use_ray, why = (engine == "ray", "asked for") if engine != "auto" else _ray_worth_it(len(inst))
+    readers = blocks = None
+    if engine == "auto":
+        use_ray, why, readers, blocks = _ray_worth_it(len(inst), lambda: read_cost(inst, encoder, preprocessing, size))
+    else:
+        use_ray, why = engine == "ray", "asked for"
     log.info("embedding stage: %s path (%s)", "Ray Data" if use_ray else "in-process", why)
     if use_ray:
         from .embed_ray import run_encoder_ray
 
         emb = run_encoder_ray(inst, encoder, preprocessing, weights=weights, input_size=size, batch_size=batch_size,
-                              progress=progress, quarantine=None if strict else bad)
+                              progress=progress, quarantine=None if strict else bad, readers=readers,
+                              read_parallelism=blocks)
     else:
         emb = run_encoder(inst, encoder, preprocessing, weights=weights, input_size=size, batch_size=batch_size,
                           device=device, progress=progress, quarantine=None if strict else bad)
@@ -102,12 +108,39 @@ def embed_cohort(cohort: Cohort, encoder: str, preprocessing: str = "grayscale_n
     return entry
 
 
-def _ray_worth_it(n: int) -> tuple[bool, str]:
+def _ray_worth_it(n: int, sample) -> tuple[bool, str, int | None, int | None]:
+    """(run on Ray Data, why, concurrent read tasks, read blocks; None: the defaults):
+    :func:`trainables.embed_ray.worth_it`."""
     try:
         from .embed_ray import worth_it
     except ImportError as exc:  # Ray Data's optional pieces missing: the in-process path always works
-        return False, f"Ray Data unavailable ({exc})"
-    return worth_it(n)
+        return False, f"Ray Data unavailable ({exc})", None, None
+    engine = worth_it(n, sample)
+    return engine.ray, engine.why, engine.readers, engine.blocks
+
+
+def read_cost(instances: pd.DataFrame, encoder: str, preprocessing: str, input_size: int | None = None,
+              k: int = 8) -> float:
+    """Seconds one slice takes to read, decode and preprocess to the encoder's input, on one core: the
+    median over ``k`` slices spread evenly over ``instances`` (after one untimed read, which pays the
+    decoder's imports). What the in-process stage's one reader thread spends per slice; unreadable
+    slices are skipped (the stage quarantines them). 0.0 when none of the sampled slices is readable."""
+    import time
+
+    pre = Preprocessor(preprocessing, input_config(encoder, input_size))
+    read = read_slice_with_voi if pre.needs_voi else (lambda path, frame: (read_slice(path, frame), None))
+    picks = np.unique(np.linspace(0, len(instances) - 1, k + 1).round().astype(int)) if len(instances) else []
+    took = []
+    for j, row in enumerate(picks):
+        t = time.perf_counter()
+        try:
+            img, voi = read(str(instances["path"].iat[row]), int(instances["frame"].iat[row]))
+        except ImageReadError:
+            continue
+        pre.resize(pre.slices([img], [voi]))  # (1, 1, S, S): what a read task does per slice
+        if j:  # the first read pays the decoder's imports
+            took.append(time.perf_counter() - t)
+    return float(np.median(took)) if took else 0.0
 
 
 def _report_quarantine(entry: cache.Entry, strict: bool) -> None:

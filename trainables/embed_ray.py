@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sweeps.embed")
 
 READ_BATCH = 256  # slices per read task batch: amortises task overhead and worker start-up
+MIN_BLOCK = 16  # the fewest slices in a block when a small cohort is split so that every reader has work
 
 
 def _read_batch(batch: dict[str, np.ndarray], encoder: str, preprocessing: str, input_size: int | None) -> dict[str, np.ndarray]:
@@ -102,37 +105,72 @@ class EncoderActor:
         return {"row": batch["row"], "emb": out, "ok": ok, "reason": batch["reason"]}
 
 
-def worth_it(n_instances: int) -> tuple[bool, str]:
-    """Whether the Ray Data path should run, and why.
+# one slice's reading and preprocessing above which parallel readers beat the in-process stage's one
+# reader thread (``choose``): 64-px uncompressed slices take about 0.75 ms here (1,340 a second on one
+# core) and 1.06 ms on the H200 box (its in-process stage, 945 images/s, waits on that thread), where Ray
+# Data measured slower; 512-px JPEG 2000 and RLE slices take 11-40 ms here (``read_cost``; to 64 or 224
+# px), where one thread caps the stage at 25-90 images/s whatever the model's device. At 5 ms that cap is
+# 200 a second, under the 412-558 that Ray Data reached on the H200 box even before its fixes.
+HEAVY_READ_S = 0.005
+BLOCK_READ_S = 1.0  # seconds of reading in one block of heavy slices (``choose``)
+STARTUP_S = 5.0  # the Ray Data stage's start-up: its first embeddings came after 4.7-6.3 s (``embed_ray_first_s``)
 
-    Measured (``benchmarks/bench_scale.py --only embed``, ``embed_parity``; README "Measured figures"):
-    before this stage's fixes Ray Data ran at 0.32 of the in-process images/s on 2 cores (its actor's
-    torch pinned to one thread) and 0.44-0.61 on an H200 box with 16 cores (every preprocessed 224-px
-    batch, three channels, crossed the object store; not re-measured since). After them, over the whole
-    quickstart cohort on 2 cores, 0.83 in a run alone on the machine, 0.69 in the least loaded of the
-    earlier runs (load average 3-8) and 0.76 / 1.27 at load 13-40 from other jobs: every run pays its
-    encoder actor's start-up (a fresh process importing torch and timm, seconds). So on one node the in-process path runs;
-    Ray Data runs where reading must spread over several nodes. ``SWEEPS_EMBED_ENGINE=ray`` forces it
-    anywhere.
-    """
-    import ray
 
-    if not ray.is_initialized():
-        return False, "Ray is not started"
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+def parallel_readers(cpus: int, actors: int, gpu: float, heavy: bool = False) -> int:
+    """Concurrent read tasks (half a CPU each). Light slices: the CPUs the encoder actors leave (GPU
+    actors take none; on 2 cores one reader, whose worker stays warm). Heavy slices (``HEAVY_READ_S``):
+    one per CPU, since decoding, not the model, is then the stage's work (two fit beside a CPU actor on 2
+    cores)."""
+    if heavy:
+        return max(1, cpus)
+    return max(1, cpus - (0 if gpu else actors))
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What :func:`worth_it` decided: run on Ray Data or not, why (the log says it), and with how many
+    concurrent read tasks (None: :func:`parallel_readers`' default)."""
+
+    ray: bool
+    why: str
+    readers: int | None = None
+    blocks: int | None = None  # read blocks (None: ``run_encoder_ray``'s default, blocks of READ_BATCH slices)
+
+
+def choose(nodes: int, cpus: int, gpus: float, n_instances: int, read_s: float | None) -> Engine:
+    """The decision of :func:`worth_it`, from what it found.
+
+    Several nodes: Ray Data (reading spreads over the cluster). One node: only where reading is the
+    bottleneck that parallel readers remove, that is, a slice takes at least ``HEAVY_READ_S`` to read and
+    preprocess on one core (``read_s``, sampled from the cohort; None when not sampled), the node has
+    at least 2 CPUs, and the reading that one reader per CPU would save the in-process stage's one reader
+    thread, ``n * read_s * (1 - 1 / cpus)``, is at least twice the stage's start-up (``STARTUP_S``)."""
     if nodes > 1:
-        return True, f"{nodes} nodes: reading spreads over the cluster"
-    res = ray.cluster_resources()
-    return False, (f"one node ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs): the in-process stage "
-                   "measured faster there (Ray Data at 0.69-0.83 of it on 2 cores)")
+        return Engine(True, f"{nodes} nodes: reading spreads over the cluster")
+    where = f"one node, {cpus:g} CPUs, {gpus:g} GPUs"
+    light = ("the in-process stage measured faster where slices are light to read (Ray Data at 0.81-0.91 of "
+             "it on 2 cores, 0.44-0.61 on a 16-core GPU box, 64-px slices)")
+    if cpus < 2:
+        return Engine(False, f"{where}: nothing to read in parallel")
+    if read_s is None:
+        return Engine(False, f"{where}, reading not sampled: {light}")
+    ms = f"{read_s * 1000:.1f} ms"
+    if read_s < HEAVY_READ_S:
+        return Engine(False, f"{where}, {ms} to read and preprocess a slice (under {HEAVY_READ_S * 1000:g} ms): {light}")
+    k = parallel_readers(cpus, *_actors_for(gpus), heavy=True)
+    saved = n_instances * read_s * (1 - 1 / k)
+    if saved < 2 * STARTUP_S:
+        return Engine(False, f"{where}, {ms} to read and preprocess a slice, but {n_instances} slices would save "
+                             f"about {saved:.0f} s of reading, under twice Ray Data's {STARTUP_S:g} s start-up")
+    # blocks of about BLOCK_READ_S of reading each: the encoder starts after the first, and the last ends soon
+    rows = int(min(READ_BATCH, max(MIN_BLOCK, BLOCK_READ_S / read_s)))
+    return Engine(True, f"{where}, {ms} to read and preprocess a slice: one reader thread would spend about "
+                        f"{n_instances * read_s:.0f} s reading; {k} parallel readers", readers=k,
+                  blocks=max(1, -(-n_instances // rows)))
 
 
-def actor_resources() -> tuple[int, float]:
-    """(actors, GPU fraction each): one actor per GPU, up to 4 sharing one GPU at 0.25 when there is
-    a single GPU; on CPU-only clusters one actor (torch already uses every core of its node)."""
-    import ray
-
-    gpus = float(ray.cluster_resources().get("GPU", 0))
+def _actors_for(gpus: float) -> tuple[int, float]:
+    """(actors, GPU fraction each) for a cluster with ``gpus`` GPUs: see :func:`actor_resources`."""
     if gpus >= 2:
         return int(gpus), 1.0
     if gpus >= 1:
@@ -140,10 +178,46 @@ def actor_resources() -> tuple[int, float]:
     return 1, 0.0
 
 
+def worth_it(n_instances: int, sample: Callable[[], float] | None = None) -> Engine:
+    """Whether the Ray Data path should run, why, and with how many readers (:func:`choose` decides;
+    the log says which ran and why).
+
+    ``sample``: a callable giving the seconds one slice of the cohort takes to read and preprocess on
+    one core (``trainables.embed.read_cost``); called on one node of at least 2 CPUs, where the answer
+    decides. Measured (``benchmarks/bench_scale.py``; README "Measured figures"): over the quickstart
+    cohort's light 64-px slices, Ray Data ran at 0.81-0.91 of the in-process images/s on 2 cores in runs
+    alone on the machine (every run pays its encoder actor's start-up, about 5 s), and at 0.44-0.61 on
+    an H200 box with 16 cores before its fixes; over heavy 512-px JPEG 2000 slices (``--only heavy``:
+    42 ms a slice), with a reader per CPU, at 1.66 times the in-process stage's images/s on 2 cores
+    (its one reader thread is the bottleneck there). So one node runs the in-process path unless
+    reading is heavy. ``SWEEPS_EMBED_ENGINE=ray`` forces Ray Data anywhere,
+    ``=local`` the in-process path.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return Engine(False, "Ray is not started")
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    res = ray.cluster_resources()
+    cpus, gpus = int(res.get("CPU", 0)), float(res.get("GPU", 0))
+    read_s = sample() if nodes == 1 and cpus >= 2 and sample is not None else None
+    return choose(nodes, cpus, gpus, n_instances, read_s)
+
+
+def actor_resources() -> tuple[int, float]:
+    """(actors, GPU fraction each): one actor per GPU, up to 2 sharing one GPU at 0.5 when there is
+    a single GPU; on CPU-only clusters one actor (torch already uses every core of its node)."""
+    import ray
+
+    return _actors_for(float(ray.cluster_resources().get("GPU", 0)))
+
+
 def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *, weights: str | None = None,
                     input_size: int | None = None, batch_size: int = 128, progress: bool = True,
-                    quarantine: dict[int, str] | None = None, read_parallelism: int | None = None) -> np.ndarray:
-    """:func:`trainables.embed.run_encoder` on Ray Data (Ray must be initialised)."""
+                    quarantine: dict[int, str] | None = None, read_parallelism: int | None = None,
+                    readers: int | None = None) -> np.ndarray:
+    """:func:`trainables.embed.run_encoder` on Ray Data (Ray must be initialised). ``readers``: concurrent
+    read tasks (default :func:`parallel_readers`' for light slices); ``read_parallelism``: read blocks."""
     import pandas as pd
     import ray
     from ray.data import DataContext
@@ -156,14 +230,17 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
     n = len(instances)
     rows = pd.DataFrame({"row": np.arange(n), "path": instances["path"].astype(str).to_numpy(),
                          "frame": instances["frame"].astype(int).to_numpy()})
+    if readers is not None and readers < 1:
+        raise ValueError(f"readers must be at least 1, got {readers!r}")
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     actors, gpu = actor_resources()
-    # concurrent read tasks: the CPUs the encoder actors leave (one on 2 cores: its worker stays warm and
-    # no second process starts torch while the actor does)
-    readers = max(1, cpus - (0 if gpu else actors))
+    # concurrent read tasks: for light slices the CPUs the encoder actors leave (one on 2 cores: its worker
+    # stays warm and no second process starts torch while the actor does); for heavy ones, as ``choose`` says
+    readers = readers or parallel_readers(cpus, actors, gpu)
     # blocks of at most READ_BATCH rows, each one read task's batch: the actor starts on the first while
-    # the others are read
-    blocks = read_parallelism or max(1, -(-n // READ_BATCH))
+    # the others are read; and at least four per reader (of MIN_BLOCK rows or more), so that every reader
+    # has work on a cohort smaller than readers x READ_BATCH slices
+    blocks = min(max(1, n), read_parallelism or max(-(-n // READ_BATCH), min(4 * readers, -(-n // MIN_BLOCK))))
     bounds = np.linspace(0, n, blocks + 1).astype(int)
     ds = ray.data.from_pandas([rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])])  # one block per chunk
     # reads ask for half a CPU: unlike the encoder's resources, so Ray Data does not fuse them into the
