@@ -16,6 +16,7 @@ is the cohort's content fingerprint, which already changes when a file does.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -125,21 +126,20 @@ def read_cost(instances: pd.DataFrame, encoder: str, preprocessing: str, input_s
     median over ``k`` slices spread evenly over ``instances`` (after one untimed read, which pays the
     decoder's imports). What the in-process stage's one reader thread spends per slice; unreadable
     slices are skipped (the stage quarantines them). 0.0 when none of the sampled slices is readable."""
-    import time
-
     pre = Preprocessor(preprocessing, input_config(encoder, input_size))
     read = read_slice_with_voi if pre.needs_voi else (lambda path, frame: (read_slice(path, frame), None))
     picks = np.unique(np.linspace(0, len(instances) - 1, k + 1).round().astype(int)) if len(instances) else []
-    took = []
-    for j, row in enumerate(picks):
+    took, warm = [], False
+    for row in picks:
         t = time.perf_counter()
         try:
             img, voi = read(str(instances["path"].iat[row]), int(instances["frame"].iat[row]))
         except ImageReadError:
             continue
         pre.resize(pre.slices([img], [voi]))  # (1, 1, S, S): what a read task does per slice
-        if j:  # the first read pays the decoder's imports
+        if warm:  # the first readable slice pays the decoder's imports, untimed
             took.append(time.perf_counter() - t)
+        warm = True
     return float(np.median(took)) if took else 0.0
 
 
