@@ -109,7 +109,7 @@ def test_read_cost_skips_unreadable_slices_and_times_only_after_a_first_readable
 
 
 def test_choose_runs_ray_data_on_one_node_only_where_reading_is_heavy_and_long():
-    from trainables.embed_ray import HEAVY_READ_S, STARTUP_S, choose
+    from trainables.embed_ray import HEAVY_READ_S, READER_BYTES, STARTUP_S, choose
 
     heavy = 4 * HEAVY_READ_S
     assert choose(2, 4, 0, 10, None).ray  # several nodes: reading spreads over the cluster, whatever it costs
@@ -124,6 +124,9 @@ def test_choose_runs_ray_data_on_one_node_only_where_reading_is_heavy_and_long()
     assert large.blocks == -(-int(n_even * 1.1 + 1) // int(1.0 / heavy))
     cpu = choose(1, 2, 0, 10**5, 0.04)  # this machine's 512-px JPEG 2000 slices: two readers beside the CPU actor
     assert cpu.ray and cpu.readers == 2
+    # a read worker holds about 420 MB of its own: at most half the node's free memory goes to readers
+    assert choose(1, 64, 1, 10**6, heavy, free_bytes=8 * READER_BYTES).readers == 4
+    assert not choose(1, 64, 1, 10**6, heavy, free_bytes=3 * READER_BYTES).ray
 
 
 def test_auto_engine_reads_heavy_slices_on_ray_data_with_a_reader_per_cpu(ray_session, tmp_path, monkeypatch, caplog):

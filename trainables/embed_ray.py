@@ -113,6 +113,10 @@ class EncoderActor:
 # 200 a second, under the 412-558 that Ray Data reached on the H200 box even before its fixes.
 HEAVY_READ_S = 0.005
 BLOCK_READ_S = 1.0  # seconds of reading in one block of heavy slices (``choose``)
+# a read task's worker process holds about 420 MB of its own once it has read (torch for the resize, the
+# decoders; 704 MB RSS, 416 MB anonymous, measured on one after a batch of 512-px JPEG 2000 slices): one
+# node's heavy readers are capped so that together they take at most half its available memory
+READER_BYTES = 450 * 2**20
 STARTUP_S = 5.0  # the Ray Data stage's start-up: its first embeddings came after 4.7-6.3 s (``embed_ray_first_s``)
 
 
@@ -137,14 +141,17 @@ class Engine:
     blocks: int | None = None  # read blocks (None: ``run_encoder_ray``'s default, blocks of READ_BATCH slices)
 
 
-def choose(nodes: int, cpus: int, gpus: float, n_instances: int, read_s: float | None) -> Engine:
+def choose(nodes: int, cpus: int, gpus: float, n_instances: int, read_s: float | None,
+           free_bytes: float | None = None) -> Engine:
     """The decision of :func:`worth_it`, from what it found.
 
     Several nodes: Ray Data (reading spreads over the cluster). One node: only where reading is the
     bottleneck that parallel readers remove, that is, a slice takes at least ``HEAVY_READ_S`` to read and
     preprocess on one core (``read_s``, sampled from the cohort; None when not sampled), the node has
     at least 2 CPUs, and the reading that one reader per CPU would save the in-process stage's one reader
-    thread, ``n * read_s * (1 - 1 / cpus)``, is at least twice the stage's start-up (``STARTUP_S``)."""
+    thread, ``n * read_s * (1 - 1 / cpus)``, is at least twice the stage's start-up (``STARTUP_S``).
+    ``free_bytes``: the node's available memory; the readers are then capped at half of it, at
+    ``READER_BYTES`` each."""
     if nodes > 1:
         return Engine(True, f"{nodes} nodes: reading spreads over the cluster")
     where = f"one node, {cpus:g} CPUs, {gpus:g} GPUs"
@@ -158,6 +165,10 @@ def choose(nodes: int, cpus: int, gpus: float, n_instances: int, read_s: float |
     if read_s < HEAVY_READ_S:
         return Engine(False, f"{where}, {ms} to read and preprocess a slice (under {HEAVY_READ_S * 1000:g} ms): {light}")
     k = parallel_readers(cpus, *_actors_for(gpus), heavy=True)
+    if free_bytes is not None:
+        k = max(1, min(k, int(free_bytes / 2 // READER_BYTES)))
+    if k < 2:
+        return Engine(False, f"{where}, {ms} to read and preprocess a slice, but memory for one reader only")
     saved = n_instances * read_s * (1 - 1 / k)
     if saved < 2 * STARTUP_S:
         return Engine(False, f"{where}, {ms} to read and preprocess a slice, but {n_instances} slices would save "
@@ -201,7 +212,24 @@ def worth_it(n_instances: int, sample: Callable[[], float] | None = None) -> Eng
     res = ray.cluster_resources()
     cpus, gpus = int(res.get("CPU", 0)), float(res.get("GPU", 0))
     read_s = sample() if nodes == 1 and cpus >= 2 and sample is not None else None
-    return choose(nodes, cpus, gpus, n_instances, read_s)
+    return choose(nodes, cpus, gpus, n_instances, read_s, free_bytes=_available_memory())
+
+
+def _available_memory() -> int | None:
+    """This machine's available memory in bytes (Linux: MemAvailable), None where it cannot be told."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def actor_resources() -> tuple[int, float]:
