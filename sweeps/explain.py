@@ -179,25 +179,34 @@ def gradcam_for_paths(model, paths: dict[str, list[str]], out: dict, bags: dict 
 
 
 def lesion_scores(model, cohort_root, seed: int, n_patients: int, modality: str = "sagittal_t2",
-                  limit: int | None = None, overlays=None, only: set | None = None) -> dict:
+                  limit: int | None = None, overlays=None, only: set | None = None, size: int = 64,
+                  compression: str = "none") -> dict:
     """Attention and Grad-CAM against the synthetic cohort's planted lesion (see the module docstring).
-    ``cohort_root``: a synthetic cohort generated with ``seed`` and ``n_patients``."""
+    ``cohort_root``: a synthetic cohort generated with ``seed``, ``n_patients``, ``size`` and
+    ``compression`` (the lesion's position and radius are in pixels of ``size``; the cohort is loaded
+    with all four, so it is the one a run embedded, and its cache entry is reused). A slice whose size
+    is not ``size`` raises ``ValueError`` naming the file."""
     import pandas as pd
 
     from trainables.data.images import order_series, read_slice
     from trainables.data.synthetic import lesion_truth
-
     from trainables.embed import embed_cohort
     from trainables.pipeline import build_bags
 
     from .model import encoder_weights, load_cohort, predict_cohort
 
-    truth = lesion_truth(seed=seed, n_patients=n_patients)
+    truth = lesion_truth(seed=seed, n_patients=n_patients, size=size)
     lesions = truth[truth["width"] > 0]
     if only is not None:  # e.g. the held-out test part's studies
         lesions = lesions[lesions["study_id"].isin(only)]
     lesions = lesions.reset_index(drop=True)
-    cohort = load_cohort(model, str(cohort_root), "synthetic", {"seed": seed, "n_patients": n_patients})
+    cohort = load_cohort(model, str(cohort_root), "synthetic",
+                         {"seed": seed, "n_patients": n_patients, "size": size, "compression": compression})
+    first = str(cohort.instances["path"].iat[0])
+    shape = read_slice(first).shape
+    if shape != (size, size):  # the generator draws other studies and pixels at another size: the truth would not fit
+        raise ValueError(f"{first}: a {shape[1]}x{shape[0]} slice, but the lesion truth is for {size}x{size} "
+                         "slices (give the cohort's size)")
     preds = predict_cohort(model, cohort).set_index("sample_id")
     import json
 

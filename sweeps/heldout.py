@@ -198,9 +198,10 @@ def explain_on_truth(spec, models: dict, test, out: Path) -> dict:
 
     from .explain import lesion_scores
 
-    opts = spec.cohort_options
-    seed, n = int(opts.get("seed", 0)), int(opts.get("n_patients", 300))
-    root = opts.get("root") or synthetic.ensure(None, seed=seed, n_patients=n)
+    opts = {**{k: p.default for k, p in synthetic.OPTIONS.items()}, **spec.cohort_options}
+    seed, n, size, compression = int(opts["seed"]), int(opts["n_patients"]), int(opts["size"]), str(opts["compression"])
+    # the run's own cohort: every option, or a default-size one would be generated, its lesion in other pixels
+    root = opts.get("root") or synthetic.ensure(None, seed=seed, n_patients=n, size=size, compression=compression)
     res = {}
     for k, (arm, model) in enumerate(models.items()):
         try:
@@ -208,7 +209,8 @@ def explain_on_truth(spec, models: dict, test, out: Path) -> dict:
             if model.meta.get("chosen"):
                 overlays = out / "explain"
                 overlays.mkdir(exist_ok=True)
-            res[arm] = lesion_scores(model, root, seed, n, limit=40, overlays=overlays, only=set(test.sample_ids))
+            res[arm] = lesion_scores(model, root, seed, n, limit=40, overlays=overlays, only=set(test.sample_ids),
+                                     size=size, compression=compression)
         except Exception as exc:  # noqa: BLE001  (a measurement, not the model: record and go on)
             log.warning("explanations for %s could not be measured: %s", arm, exc)
             res[arm] = {"error": f"{type(exc).__name__}: {exc}"}

@@ -247,3 +247,36 @@ def test_a_separate_test_cohort_is_prepared_like_the_development_one(model_dir, 
     assert dev is handle  # the whole development cohort goes to the trials
     assert len(test.y) == len(pd.read_csv(new_cohort / "labels.csv")) and test.class_names == handle.class_names
     assert set(test.entries.values()).isdisjoint(handle.entries.values())  # its own embeddings
+
+
+def test_explanations_on_truth_use_the_runs_own_cohort_at_its_size(model_dir, sweeps_home, tmp_path, caplog):
+    """A synthetic cohort of another size and transfer syntax (``--option size=96 --option compression=rle``):
+    the held-out explanations load that cohort with all its options, so its embeddings are a cache hit
+    (before, it was loaded as a default cohort and embedded again, and its lesion truth was a 64-px
+    cohort's: other studies, other pixels)."""
+    import logging
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from sweeps.explain import lesion_scores
+    from sweeps.heldout import explain_on_truth
+    from sweeps.model import load_cohort, load_model, predict_cohort
+    from sweeps.runner import smoke
+    from sweeps.spec import load_space
+    from trainables.data import synthetic
+
+    opts = {"seed": 7, "n_patients": 6, "size": 96, "compression": "rle"}
+    root = synthetic.generate(tmp_path / "c96", **opts)
+    model = load_model(model_dir)
+    model.meta["chosen"] = True
+    predict_cohort(model, load_cohort(model, str(root), "synthetic", opts))  # the run embedded its cohort
+    truth = synthetic.lesion_truth(seed=7, n_patients=6, size=96)
+    studies = set(truth.loc[truth["width"] > 0, "study_id"])
+    spec = replace(smoke(load_space("quickstart")), cohort_options={**opts, "root": str(root)})
+    with caplog.at_level(logging.INFO, logger="sweeps.embed"):
+        res = explain_on_truth(spec, {"attention": model}, SimpleNamespace(sample_ids=sorted(studies)), tmp_path)
+    assert "error" not in res["attention"], res
+    assert res["attention"]["lesion_studies"] == len(studies) > 0 and res["attention"]["gradcam_studies"] > 0
+    assert "embedding cache written" not in caplog.text and "embedding cache hit" in caplog.text
+    with pytest.raises(ValueError, match="lesion truth is for 64x64 slices"):  # the pixels must be the truth's
+        lesion_scores(model, root, 7, 6, compression="rle", only=studies)
