@@ -16,7 +16,9 @@ Parts (``--only`` names them; each one failing prints ``RESULT <part> failed`` a
 - ``heavy``: ``embed_heavy_ratio``, the same two stages over slices heavy to decode (``--heavy-patients``
   (20) patients of 512-px JPEG 2000, to the encoder's preset input or ``--heavy-input`` px): what the
   auto engine decides on this node (``embed_heavy_auto``, from ``embed_heavy_read_ms``, its sample of one
-  slice's reading), and the Ray Data stage as it chose (a reader per CPU) / the in-process stage, images/s.
+  slice's reading), and the Ray Data stage as it chose (a reader per CPU) / the in-process stage, images/s;
+  ``embed_heavy_reader_{rss,anon}_mb``: a fresh process after reading one block of them as a read task
+  does (its anonymous memory is what each reader holds of its own; ``embed_ray.READER_BYTES``).
 - ``decode``: ``decode_scaling``, a ``--decode-size`` px (512) cohort written in ``--compression``
   (RLE) by ``python -m sweeps data synth``'s generator: reading, decoding and preprocessing to the
   encoder's input (``Preprocessor('grayscale_norm', 224)``: what the embedding stage does before
@@ -209,6 +211,21 @@ def embed(work: Path, a) -> None:
     result("embed_parity", f"{ray_ips / inproc_ips:.3f}")
 
 
+def _reader_memory(paths: list[str], frames: list[int], input_size: int | None) -> tuple[int, int]:
+    """(RSS, anonymous bytes) of a fresh process that has read one batch as a Ray Data read task does
+    (Ray imported, ``_read_batch``): what each heavy reader's worker holds."""
+    import numpy as np
+    import ray  # noqa: F401 - a read task's worker has Ray imported
+
+    from trainables.embed_ray import _read_batch
+
+    _read_batch({"row": np.arange(len(paths)), "path": np.array(paths), "frame": np.array(frames)},
+                "resnet18", "grayscale_norm", input_size)
+    with open("/proc/self/smaps_rollup") as f:
+        got = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.startswith(("Rss:", "Anonymous:"))}
+    return got["Rss"], got["Anonymous"]
+
+
 @part
 def heavy(work: Path, a) -> None:
     """Slices heavy to decode (``--heavy-patients`` patients of 512-px JPEG 2000): what the auto engine
@@ -232,6 +249,11 @@ def heavy(work: Path, a) -> None:
              f"{'Ray Data' if engine.ray else 'in-process'} ({engine.why})")
         result("embed_heavy_read_ms", f"{took * 1000:.1f}")
         result("embed_heavy_auto", "ray" if engine.ray else "in-process")
+        with multiprocessing.get_context("spawn").Pool(1) as pool:  # a reader's worker, after one block
+            rss, anon = pool.apply(_reader_memory, (inst["path"].astype(str).tolist()[:25],
+                                                    inst["frame"].astype(int).tolist()[:25], a.heavy_input))
+        result("embed_heavy_reader_rss_mb", f"{rss / 2**20:.0f}")
+        result("embed_heavy_reader_anon_mb", f"{anon / 2**20:.0f}")  # its own memory (READER_BYTES: 450 MB)
         ray_ips, inproc_ips = bench_parity(cohort, input_size=a.heavy_input, tag="embed_heavy",
                                            ray_options={"readers": engine.readers, "read_parallelism": engine.blocks})
     finally:

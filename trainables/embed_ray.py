@@ -113,9 +113,10 @@ class EncoderActor:
 # 200 a second, under the 412-558 that Ray Data reached on the H200 box even before its fixes.
 HEAVY_READ_S = 0.005
 BLOCK_READ_S = 1.0  # seconds of reading in one block of heavy slices (``choose``)
-# a read task's worker process holds about 420 MB of its own once it has read (torch for the resize, the
-# decoders; 704 MB RSS, 416 MB anonymous, measured on one after a batch of 512-px JPEG 2000 slices): one
-# node's heavy readers are capped so that together they take at most half its available memory
+# a read task's worker process holds about 400 MB of its own once it has read (torch for the resize, the
+# decoders; 684 MB RSS, 398 MB anonymous after a block of 512-px JPEG 2000 slices: ``benchmarks/
+# bench_scale.py --only heavy``, ``embed_heavy_reader_*``): one node's heavy readers are capped so that
+# together they take at most half its available memory
 READER_BYTES = 450 * 2**20
 STARTUP_S = 5.0  # the Ray Data stage's start-up: its first embeddings came after 4.7-6.3 s (``embed_ray_first_s``)
 
