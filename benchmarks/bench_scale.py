@@ -213,13 +213,13 @@ def embed(work: Path, a) -> None:
 
 def _reader_memory(paths: list[str], frames: list[int], input_size: int | None) -> tuple[int, int]:
     """(RSS, anonymous bytes) of a fresh process that has read one batch as a Ray Data read task does
-    (Ray imported, ``_read_batch``): what each heavy reader's worker holds."""
+    (Ray imported, ``read_batch``): what each heavy reader's worker holds."""
     import numpy as np
     import ray  # noqa: F401 - a read task's worker has Ray imported
 
-    from trainables.embed_ray import _read_batch
+    from trainables.embed_ray import read_batch
 
-    _read_batch({"row": np.arange(len(paths)), "path": np.array(paths), "frame": np.array(frames)},
+    read_batch({"row": np.arange(len(paths)), "path": np.array(paths), "frame": np.array(frames)},
                 "resnet18", "grayscale_norm", input_size)
     with open("/proc/self/smaps_rollup") as f:
         got = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.startswith(("Rss:", "Anonymous:"))}

@@ -122,25 +122,22 @@ def _ray_worth_it(n: int, sample) -> tuple[bool, str, int | None, int | None]:
 
 def read_cost(instances: pd.DataFrame, encoder: str, preprocessing: str, input_size: int | None = None,
               k: int = 8) -> float:
-    """Seconds one slice takes to read, decode and preprocess to the encoder's input, on one core: the
-    median over ``k`` slices spread evenly over ``instances`` (after one untimed read, which pays the
-    decoder's imports). What the in-process stage's one reader thread spends per slice; unreadable
-    slices are skipped (the stage quarantines them). 0.0 when none of the sampled slices is readable."""
-    pre = Preprocessor(preprocessing, input_config(encoder, input_size))
-    read = read_slice_with_voi if pre.needs_voi else (lambda path, frame: (read_slice(path, frame), None))
+    """Seconds one slice takes to read, decode and preprocess to the encoder's input, on one core: ``k``
+    slices spread evenly over ``instances`` read as one Ray Data read task reads a batch
+    (:func:`trainables.embed_ray.read_batch`), after one untimed readable slice (it pays the decoder's
+    imports); the time over the readable ones. 0.0 when none is readable."""
+    from .embed_ray import read_batch
+
     picks = np.unique(np.linspace(0, len(instances) - 1, k + 1).round().astype(int)) if len(instances) else []
-    took, warm = [], False
-    for row in picks:
-        t = time.perf_counter()
-        try:
-            img, voi = read(str(instances["path"].iat[row]), int(instances["frame"].iat[row]))
-        except ImageReadError:
-            continue
-        pre.resize(pre.slices([img], [voi]))  # (1, 1, S, S): what a read task does per slice
-        if warm:  # the first readable slice pays the decoder's imports, untimed
-            took.append(time.perf_counter() - t)
-        warm = True
-    return float(np.median(took)) if took else 0.0
+    rows = {"row": np.asarray(picks, dtype=int), "path": instances["path"].astype(str).to_numpy()[picks],
+            "frame": instances["frame"].astype(int).to_numpy()[picks]}
+    for j in range(len(picks)):  # untimed, up to the first readable slice
+        if read_batch({c: v[j:j + 1] for c, v in rows.items()}, encoder, preprocessing, input_size)["ok"][0]:
+            break
+    rest = {c: v[j + 1:] for c, v in rows.items()} if len(picks) else rows
+    t = time.perf_counter()
+    ok = int(read_batch(rest, encoder, preprocessing, input_size)["ok"].sum()) if len(rest["row"]) else 0
+    return (time.perf_counter() - t) / ok if ok else 0.0
 
 
 def _report_quarantine(entry: cache.Entry, strict: bool) -> None:

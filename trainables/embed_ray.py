@@ -8,7 +8,7 @@ in, ``(N - len(quarantine), D)`` float32 out in row order, unreadable slices rec
 Pipeline (one Ray Data dataset over the instance rows)::
 
     rows (row, path, frame)
-      -> map_batches(_read_batch)           CPU tasks, one per block of <= 256 rows, as many at a time as the
+      -> map_batches(read_batch)            CPU tasks, one per block of <= 256 rows, as many at a time as the
                                             actors leave CPUs: read, per-slice steps, resize (Preprocessor.resize)
                                             -> (B, 1, S, S) float32 + ok + reason (one grey channel crosses the store)
       -> map_batches(EncoderActor)          actor pool, each holding the model once (GPU fraction, or every CPU
@@ -40,8 +40,9 @@ READ_BATCH = 256  # slices per read task batch: amortises task overhead and work
 MIN_BLOCK = 16  # the fewest slices in a block when a small cohort is split so that every reader has work
 
 
-def _read_batch(batch: dict[str, np.ndarray], encoder: str, preprocessing: str, input_size: int | None) -> dict[str, np.ndarray]:
-    """Read and preprocess one batch of rows; unreadable rows come back with ``ok`` False and a reason."""
+def read_batch(batch: dict[str, np.ndarray], encoder: str, preprocessing: str, input_size: int | None) -> dict[str, np.ndarray]:
+    """Read and preprocess one batch of rows, as a read task does (``trainables.embed.read_cost`` times it
+    too); unreadable rows come back with ``ok`` False and a reason."""
     from .data.images import ImageReadError, read_slice, read_slice_with_voi
     from .encoders import Preprocessor, input_config
 
@@ -106,11 +107,13 @@ class EncoderActor:
 
 
 # one slice's reading and preprocessing above which parallel readers beat the in-process stage's one
-# reader thread (``choose``): 64-px uncompressed slices take about 0.75 ms here (1,340 a second on one
-# core) and 1.06 ms on the H200 box (its in-process stage, 945 images/s, waits on that thread), where Ray
-# Data measured slower; 512-px JPEG 2000 and RLE slices take 11-40 ms here (``read_cost``; to 64 or 224
-# px), where one thread caps the stage at 25-90 images/s whatever the model's device. At 5 ms that cap is
-# 200 a second, under the 412-558 that Ray Data reached on the H200 box even before its fixes.
+# reader thread (``choose``): 64-px uncompressed slices take under 2.5 ms here (the in-process stage,
+# reading in that thread, ran at 410-500 images/s: ``embed_parity``) and 1.06 ms on the H200 box (its
+# in-process stage, 945 images/s, waits on that thread), where Ray Data measured slower; 512-px JPEG 2000
+# slices take 40.5-42.1 ms here (``embed_heavy_read_ms``) and 512-px RLE ones about 15 ms (65 a second per
+# worker, ``decode_scaling``'s runs), where one thread caps the stage at 24-65 images/s whatever the
+# model's device. At 5 ms that cap is 200 a second, under the 412-558 that Ray Data reached on the H200
+# box even before its fixes.
 HEAVY_READ_S = 0.005
 BLOCK_READ_S = 1.0  # seconds of reading in one block of heavy slices (``choose``)
 # a read task's worker process holds about 400 MB of its own once it has read (torch for the resize, the
@@ -121,13 +124,10 @@ READER_BYTES = 450 * 2**20
 STARTUP_S = 5.0  # the Ray Data stage's start-up: its first embeddings came after 4.7-6.3 s (``embed_ray_first_s``)
 
 
-def parallel_readers(cpus: int, actors: int, gpu: float, heavy: bool = False) -> int:
-    """Concurrent read tasks (half a CPU each). Light slices: the CPUs the encoder actors leave (GPU
-    actors take none; on 2 cores one reader, whose worker stays warm). Heavy slices (``HEAVY_READ_S``):
-    one per CPU, since decoding, not the model, is then the stage's work (two fit beside a CPU actor on 2
-    cores)."""
-    if heavy:
-        return max(1, cpus)
+def parallel_readers(cpus: int, actors: int, gpu: float) -> int:
+    """Concurrent read tasks (half a CPU each) for light slices: the CPUs the encoder actors leave (GPU
+    actors take none; on 2 cores one reader, whose worker stays warm). Heavy slices get one per CPU
+    (:func:`choose`)."""
     return max(1, cpus - (0 if gpu else actors))
 
 
@@ -165,7 +165,8 @@ def choose(nodes: int, cpus: int, gpus: float, n_instances: int, read_s: float |
     ms = f"{read_s * 1000:.1f} ms"
     if read_s < HEAVY_READ_S:
         return Engine(False, f"{where}, {ms} to read and preprocess a slice (under {HEAVY_READ_S * 1000:g} ms): {light}")
-    k = parallel_readers(cpus, *_actors_for(gpus), heavy=True)
+    # a reader per CPU: decoding, not the model, is the stage's work (two half-CPU readers fit beside a CPU actor)
+    k = cpus
     if free_bytes is not None:
         k = max(1, min(k, int(free_bytes / 2 // READER_BYTES)))
     if k < 2:
@@ -274,7 +275,7 @@ def run_encoder_ray(instances: pd.DataFrame, encoder: str, preprocessing: str, *
     ds = ray.data.from_pandas([rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])])  # one block per chunk
     # reads ask for half a CPU: unlike the encoder's resources, so Ray Data does not fuse them into the
     # encoder actors (reading then runs beside the model in parallel tasks, not inside the actor)
-    ds = ds.map_batches(_read_batch, batch_size=None, batch_format="numpy", num_cpus=0.5,
+    ds = ds.map_batches(read_batch, batch_size=None, batch_format="numpy", num_cpus=0.5,
                         compute=ray.data.TaskPoolStrategy(size=readers),
                         fn_kwargs={"encoder": encoder, "preprocessing": preprocessing, "input_size": input_size})
     ds = ds.map_batches(EncoderActor, batch_size=batch_size, batch_format="numpy",
